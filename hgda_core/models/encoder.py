@@ -1,0 +1,172 @@
+"""Sentence encoders θ (paper §3.1): the interface and the BiLSTM encoder of the Appendix.
+
+An encoder turns a list of tokenised sentences into one vector per *word*.  It owns its
+own batching (:meth:`SentenceEncoder.collate`), so that a sub-word encoder (BERT) can
+implement the same interface and still return word-level representations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from hgda_core.embeddings import WordVectors
+
+
+class SentenceEncoder(nn.Module):
+    """Interface of a sentence encoder θ.
+
+    Subclasses set :attr:`output_dim` and implement :meth:`collate` and :meth:`forward`.
+    ``forward(batch)`` returns word representations ``(B, L, output_dim)``; the
+    returned batch carries ``mask`` ``(B, L)`` marking real words.
+    """
+
+    output_dim: int
+
+    def collate(self, sentences: Sequence[Sequence[str]]) -> Any:
+        """Turn token lists into the tensors :meth:`forward` takes."""
+        raise NotImplementedError
+
+    def frozen_state_keys(self) -> list[str]:
+        """State-dict keys (relative to the encoder) not worth saving in checkpoints."""
+        return []
+
+
+@dataclass
+class TokenBatch:
+    """A padded batch for :class:`BiLSTMEncoder`.
+
+    Characters are encoded once per distinct word of the batch (``char_ids``) and
+    gathered back per token through ``word_to_type``.
+    """
+
+    word_ids: Tensor  # (B, L) indices into the word-vector table
+    mask: Tensor  # (B, L) bool
+    lengths: Tensor  # (B,) sentence lengths (CPU, int64)
+    char_ids: Tensor  # (U, C) characters of the U distinct words
+    char_lengths: Tensor  # (U,)
+    word_to_type: Tensor  # (B, L) index of each token's word in [0, U)
+
+    def to(self, device: torch.device | str) -> "TokenBatch":
+        return TokenBatch(
+            self.word_ids.to(device),
+            self.mask.to(device),
+            self.lengths,
+            self.char_ids.to(device),
+            self.char_lengths,
+            self.word_to_type.to(device),
+        )
+
+
+@dataclass
+class BiLSTMConfig:
+    """Sizes of the BiLSTM encoder (paper Appendix, "Detailed experimental setups").
+
+    Word vectors (200) + character CNN (50) + character LSTM (50) give the 300-d input
+    of a BiLSTM with 128 units per direction (output 256).
+    """
+
+    char_dim: int = 30
+    char_cnn: int = 50
+    char_cnn_width: int = 3
+    char_lstm: int = 50
+    hidden: int = 128
+    dropout: float = 0.2
+    train_embeddings: bool = False
+    max_word_chars: int = 30
+
+
+CHAR_PAD, CHAR_UNK, _CHAR_OFFSET, _CHAR_RANGE = 0, 1, 2, 256
+
+
+def char_index(ch: str) -> int:
+    """Character id: code points below 256 map to themselves (+2), others to unknown."""
+    code = ord(ch)
+    return code + _CHAR_OFFSET if code < _CHAR_RANGE else CHAR_UNK
+
+
+class BiLSTMEncoder(SentenceEncoder):
+    """Word vectors + char CNN + char LSTM → BiLSTM (paper Appendix).
+
+    Args:
+        vectors: the word-vector table (BioWordVec or trained fastText), frozen unless
+            ``config.train_embeddings``.
+        config: layer sizes and dropout.
+    """
+
+    def __init__(self, vectors: WordVectors, config: BiLSTMConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or BiLSTMConfig()
+        self.vectors = vectors
+        table = torch.from_numpy(np.ascontiguousarray(vectors.vectors, dtype=np.float32))
+        self.word_embedding = nn.Embedding.from_pretrained(
+            table, freeze=not config.train_embeddings, padding_idx=0
+        )
+        self.char_embedding = nn.Embedding(_CHAR_RANGE + _CHAR_OFFSET, config.char_dim, padding_idx=0)
+        self.char_cnn = nn.Conv1d(
+            config.char_dim, config.char_cnn, config.char_cnn_width, padding=config.char_cnn_width // 2
+        )
+        self.char_lstm = nn.LSTM(config.char_dim, config.char_lstm // 2, batch_first=True, bidirectional=True)
+        input_dim = vectors.dim + config.char_cnn + config.char_lstm
+        self.lstm = nn.LSTM(input_dim, config.hidden, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(config.dropout)
+        self.output_dim = 2 * config.hidden
+        self._word_ids: dict[str, int] = {}  # memo of vectors.lookup (its fallback chain is slow)
+
+    def word_id(self, token: str) -> int:
+        """Row of ``token`` in the word-vector table (memoised :meth:`WordVectors.lookup`)."""
+        i = self._word_ids.get(token)
+        if i is None:
+            i = self._word_ids[token] = self.vectors.lookup(token)
+        return i
+
+    def frozen_state_keys(self) -> list[str]:
+        return [] if self.config.train_embeddings else ["word_embedding.weight"]
+
+    def collate(self, sentences: Sequence[Sequence[str]]) -> TokenBatch:
+        """Pad a list of token lists; characters are encoded once per distinct word."""
+        lengths = [len(s) for s in sentences]
+        if not lengths or min(lengths) == 0:
+            raise ValueError("every sentence must hold at least one token")
+        batch, max_len = len(sentences), max(lengths)
+        word_ids = torch.zeros(batch, max_len, dtype=torch.long)
+        word_to_type = torch.zeros(batch, max_len, dtype=torch.long)
+        types: dict[str, int] = {}
+        lookup = self.word_id
+        for i, tokens in enumerate(sentences):
+            word_ids[i, : len(tokens)] = torch.tensor([lookup(t) for t in tokens])
+            word_to_type[i, : len(tokens)] = torch.tensor([types.setdefault(t, len(types)) for t in tokens])
+        max_chars = self.config.max_word_chars
+        char_lengths = [min(len(w), max_chars) for w in types]
+        char_ids = torch.zeros(len(types), max(char_lengths), dtype=torch.long)
+        for u, word in enumerate(types):
+            char_ids[u, : char_lengths[u]] = torch.tensor([char_index(c) for c in word[:max_chars]])
+        lengths_t = torch.tensor(lengths)
+        mask = torch.arange(max_len)[None, :] < lengths_t[:, None]
+        return TokenBatch(word_ids, mask, lengths_t, char_ids, torch.tensor(char_lengths), word_to_type)
+
+    def _char_features(self, batch: TokenBatch) -> Tensor:
+        """(U, char_cnn + char_lstm) features of the distinct words."""
+        chars = self.char_embedding(batch.char_ids)  # (U, C, char_dim)
+        cnn = self.char_cnn(chars.transpose(1, 2))  # (U, char_cnn, C)
+        pad = batch.char_ids.eq(CHAR_PAD)[:, None, :]
+        cnn = cnn.masked_fill(pad, float("-inf")).max(dim=2).values
+        packed = pack_padded_sequence(chars, batch.char_lengths, batch_first=True, enforce_sorted=False)
+        _, (h_n, _) = self.char_lstm(packed)  # h_n: (2, U, char_lstm/2)
+        lstm = torch.cat([h_n[0], h_n[1]], dim=-1)
+        return torch.cat([cnn, lstm], dim=-1)
+
+    def forward(self, batch: TokenBatch) -> Tensor:
+        """Word representations (B, L, 256) of the batch."""
+        words = self.word_embedding(batch.word_ids)
+        chars = self._char_features(batch)[batch.word_to_type]
+        x = self.dropout(torch.cat([words, chars], dim=-1))
+        packed = pack_padded_sequence(x, batch.lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return self.dropout(out)

@@ -1,0 +1,198 @@
+"""The sequence labeller h(θ, φ) with its domain classifier f(θ, ω) (paper §3.1, §3.3).
+
+Parameters fall into the paper's three groups, named by their module prefix:
+
+* θ — ``encoder.*``: the sentence encoder, shared across domains;
+* φ — ``decoders.<domain>.*``: one CRF tag decoder per domain (the paper's *sequence
+  encoder adaptation* setting, §4.2: only θ is shared and adapted);
+* ω — ``domain_head.*``: a fully connected layer that predicts the source domain of a
+  sentence from its mean-pooled encoding.
+
+The classification loss reaches θ through :func:`scale_gradient`, so one backward pass
+of ``L_lab + L_cls`` yields ∇θ(L_lab + λ·L_cls), ∇φ L_lab and ∇ω L_cls at once — the
+three gradients of Algorithm 2 lines 6–8.  A negative scale is MetaNER's gradient
+reversal (adversarial domain discriminator).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from hgda_core.data import Sentence
+from hgda_core.io import atomic_write
+from hgda_core.models.crf import BIO_LABELS, TagDecoder
+from hgda_core.models.encoder import SentenceEncoder
+
+GROUPS: tuple[str, ...] = ("theta", "phi", "omega")
+_PREFIX_GROUP = {"encoder.": "theta", "decoders.": "phi", "domain_head.": "omega"}
+
+
+def param_group(name: str) -> str:
+    """The paper's parameter group (θ, φ or ω) of a parameter name."""
+    for prefix, group in _PREFIX_GROUP.items():
+        if name.startswith(prefix):
+            return group
+    raise KeyError(f"parameter {name!r} belongs to no group")
+
+
+class _ScaleGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.scale, None
+
+
+def scale_gradient(x: Tensor, scale: float) -> Tensor:
+    """Identity forward; multiplies the gradient by ``scale`` backward (−λ: reversal)."""
+    return x if scale == 1.0 else _ScaleGradient.apply(x, scale)
+
+
+@dataclass
+class TaskBatch:
+    """Support and query sentences of one task, collated once (rows: support, then query).
+
+    Built by :meth:`Tagger.task_batch`; the loss functions choose the rows they use.
+    """
+
+    inputs: Any
+    tag_ids: Tensor
+    domain: str
+    n_support: int
+    domain_label: Tensor | None
+
+    @property
+    def support(self) -> slice:
+        return slice(0, self.n_support)
+
+    @property
+    def query(self) -> slice:
+        return slice(self.n_support, self.tag_ids.shape[0])
+
+
+class Tagger(nn.Module):
+    """h(θ, φ) and f(θ, ω): encoder, per-domain CRF decoders and a domain head.
+
+    Args:
+        encoder: the sentence encoder θ.
+        decoder_domains: domains that get a CRF decoder φ_d.
+        classifier_domains: the classes of the domain head ω (the source domains).
+        labels: tag set of every decoder.
+    """
+
+    def __init__(
+        self,
+        encoder: SentenceEncoder,
+        decoder_domains: Sequence[str],
+        classifier_domains: Sequence[str],
+        labels: Sequence[str] = BIO_LABELS,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.labels = tuple(labels)
+        self.decoders = nn.ModuleDict({d: TagDecoder(encoder.output_dim, labels) for d in decoder_domains})
+        self.classifier_domains = tuple(classifier_domains)
+        self.domain_head = nn.Linear(encoder.output_dim, max(1, len(classifier_domains)))
+
+    def add_decoder(self, domain: str, labels: Sequence[str] | None = None) -> TagDecoder:
+        """Attach a fresh (randomly initialised) decoder φ for a new domain (§4.2)."""
+        decoder = TagDecoder(self.encoder.output_dim, labels or self.labels)
+        self.decoders[domain] = decoder
+        return decoder
+
+    def task_batch(self, support: Sequence[Sentence], query: Sequence[Sentence], domain: str) -> TaskBatch:
+        """Collate support + query once, with tag ids and the domain label."""
+        sentences = list(support) + list(query)
+        inputs = self.encoder.collate([s.tokens for s in sentences])
+        tag_ids = self.decoders[domain].encode_tags([s.tags for s in sentences], inputs.mask.shape[1])
+        label = None
+        if domain in self.classifier_domains:
+            label = torch.tensor(self.classifier_domains.index(domain))
+        return TaskBatch(inputs, tag_ids, domain, len(support), label)
+
+    def forward(
+        self, batch: TaskBatch, lab_rows: slice | None, cls_rows: slice | None, cls_grad_scale: float = 1.0
+    ) -> tuple[Tensor, Tensor]:
+        """L^lab on ``lab_rows`` and L^cls on ``cls_rows`` from one encoder pass (eq. 1).
+
+        Args:
+            batch: the collated task.
+            lab_rows: rows scored by the CRF decoder of ``batch.domain`` (None: skip).
+            cls_rows: rows scored by the domain head (None, or no label: skip).
+            cls_grad_scale: factor on the gradient L^cls sends into θ: λ for HGDA,
+                −λ for MetaNER's gradient reversal.
+
+        Returns:
+            ``(L_lab, L_cls)``, each a mean over its sentences (0 when skipped).
+        """
+        hidden = self.encoder(batch.inputs)
+        mask = batch.inputs.mask
+        zero = hidden.new_zeros(())
+        lab = zero
+        if lab_rows is not None:
+            lab = self.decoders[batch.domain].nll(hidden[lab_rows], batch.tag_ids[lab_rows], mask[lab_rows])
+        cls = zero
+        if cls_rows is not None and batch.domain_label is not None:
+            m = mask[cls_rows].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden[cls_rows] * m).sum(1) / m.sum(1).clamp_min(1.0)
+            logits = self.domain_head(scale_gradient(pooled, cls_grad_scale))
+            cls = F.cross_entropy(logits, batch.domain_label.expand(logits.shape[0]))
+        return lab, cls
+
+    @torch.no_grad()
+    def predict(self, sentences: Sequence[Sentence], domain: str, batch_size: int = 256) -> list[list[str]]:
+        """Viterbi tag sequences for ``sentences`` with the decoder of ``domain``."""
+        was_training = self.training
+        self.eval()
+        decoder = self.decoders[domain]
+        out: list[list[str]] = []
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+        for start in range(0, len(order), batch_size):
+            chunk = [sentences[i] for i in order[start : start + batch_size]]
+            inputs = self.encoder.collate([s.tokens for s in chunk])
+            out.extend(decoder.decode(self.encoder(inputs), inputs.mask))
+        self.train(was_training)
+        result: list[list[str]] = [[] for _ in sentences]
+        for pos, i in enumerate(order):
+            result[i] = out[pos]
+        return result
+
+    def trainable_state(self) -> dict[str, Tensor]:
+        """The state dict without frozen tensors (e.g. fixed word vectors)."""
+        frozen = {f"encoder.{k}" for k in self.encoder.frozen_state_keys()}
+        return {k: v for k, v in self.state_dict().items() if k not in frozen}
+
+    def save(self, path: str | Path, **meta: Any) -> None:
+        """Save the checkpoint (trainable state, domains, labels, encoder config), atomically."""
+        payload = {
+            "state": self.trainable_state(),
+            "decoder_domains": list(self.decoders.keys()),
+            "classifier_domains": list(self.classifier_domains),
+            "labels": list(self.labels),
+            "encoder_config": dataclasses.asdict(getattr(self.encoder, "config")),
+            "meta": meta,
+        }
+        with atomic_write(path, "wb") as fh:
+            torch.save(payload, fh)
+
+    @staticmethod
+    def read_checkpoint(path: str | Path) -> dict[str, Any]:
+        """The raw checkpoint dictionary written by :meth:`save`."""
+        return torch.load(path, map_location="cpu", weights_only=False)
+
+    def load_trainable_state(self, state: dict[str, Tensor]) -> None:
+        """Load a state saved by :meth:`trainable_state` (frozen tensors stay as built)."""
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        frozen = {f"encoder.{k}" for k in self.encoder.frozen_state_keys()}
+        if unexpected or set(missing) - frozen:
+            raise ValueError(f"checkpoint mismatch: missing {sorted(set(missing) - frozen)}, unexpected {unexpected}")

@@ -1,0 +1,27 @@
+"""Optimiser set-up shared by meta-training, transfer training and adaptation (Appendix)."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+
+
+def scaled_lr(default_lr: float, k: int, reference_k: int = 32) -> float:
+    """Eq. 3: α = β = default learning rate · sqrt(K / 32)."""
+    if k <= 0:
+        raise ValueError(f"K must be positive, got {k}")
+    return default_lr * math.sqrt(k / reference_k)
+
+
+def sgd(params: Iterable[nn.Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 1e-6) -> torch.optim.SGD:
+    """SGD with the Appendix's momentum (0.9) and weight decay (1e-6)."""
+    return torch.optim.SGD(list(params), lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear decay of the learning rate from its initial value to 0 over ``total_steps``."""
+    total = max(1, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total))

@@ -1,0 +1,231 @@
+"""Algorithms 1 and 2 and eq. 2, proven against hand computations."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from hgda_core.hardness import hardness, task_weights
+from hgda_core.meta import MetaConfig, MetaLearner, conjugate_gradient
+from hgda_core.models import param_group, scale_gradient
+from hgda_core.optim import linear_schedule, scaled_lr, sgd
+from hgda_core.sampler import TaskSampler
+from hgda_core.transfer import TransferLearner
+
+
+def test_hardness_is_eq2_ratio_and_sums_to_one():
+    gamma = hardness(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    assert gamma.tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert float(gamma.sum()) == pytest.approx(1.0)
+
+
+def test_task_weights_per_group_follow_eq2():
+    lab, cls = torch.tensor([2.0, 6.0]), torch.tensor([3.0, 1.0])
+    w = task_weights(lab, cls, lam=0.5, weighting="hardness")
+    assert w["theta"].tolist() == pytest.approx([3.5 / 10.0, 6.5 / 10.0])  # L_i = lab + λ cls
+    assert w["phi"].tolist() == pytest.approx([0.25, 0.75])
+    assert w["omega"].tolist() == pytest.approx([0.75, 0.25])
+    uniform = task_weights(lab, cls, lam=0.5, weighting="uniform")
+    assert all(u.tolist() == [0.5, 0.5] for u in uniform.values())
+
+
+def test_all_zero_losses_give_finite_uniform_weights():
+    gamma = hardness(torch.zeros(4))
+    assert torch.isfinite(gamma).all()
+    assert gamma.tolist() == [0.25] * 4
+
+
+def test_hardness_rejects_negative_losses():
+    with pytest.raises(ValueError, match="non-negative"):
+        hardness(torch.tensor([1.0, -1.0]))
+
+
+def test_eq3_learning_rate():
+    assert scaled_lr(1e-2, 32) == pytest.approx(1e-2)
+    assert scaled_lr(1e-2, 8) == pytest.approx(5e-3)
+
+
+def test_scale_gradient_scales_and_reverses():
+    x = torch.ones(3, requires_grad=True)
+    (scale_gradient(x, -0.5) * 2).sum().backward()
+    assert x.grad.tolist() == [-1.0, -1.0, -1.0]
+
+
+def test_param_groups_cover_theta_phi_omega(make_tagger):
+    groups = {param_group(n) for n, _ in make_tagger().named_parameters()}
+    assert groups == {"theta", "phi", "omega"}
+
+
+# --- a hand-written reference of Algorithms 1 and 2 (deep copies, separate losses) -----
+
+
+def _hand_losses(model, batch, lab_rows, cls_rows):
+    lab, _ = model(batch, lab_rows, None)
+    _, cls = model(batch, None, cls_rows)
+    return lab, cls
+
+
+def _hand_group_grads(model, lab, cls, lam, domain):
+    """∇θ(L_lab + λL_cls), ∇φ L_lab, ∇ω L_cls by separate autograd calls."""
+    out = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad or (name.startswith("decoders.") and not name.startswith(f"decoders.{domain}.")):
+            continue
+        group = param_group(name)
+        loss = {"theta": lab + lam * cls, "phi": lab, "omega": cls}[group]
+        (g,) = torch.autograd.grad(loss, p, retain_graph=True, allow_unused=True)
+        out[name] = torch.zeros_like(p) if g is None else g
+    return out
+
+
+def _hand_meta_step(model, tasks, alpha, beta, lam, steps):
+    results = []
+    for task in tasks:
+        clone = copy.deepcopy(model)
+        batch = clone.task_batch(task.support, task.query, task.domain)
+        for _ in range(steps):  # Alg. 2 lines 2-9
+            lab, cls = _hand_losses(clone, batch, batch.support, batch.query)
+            grads = _hand_group_grads(clone, lab, cls, lam, task.domain)
+            with torch.no_grad():
+                for name, p in clone.named_parameters():
+                    if name in grads:
+                        p -= beta * grads[name]
+        lab, cls = _hand_losses(clone, batch, batch.support, batch.query)  # lines 10-11
+        results.append((lab.item(), cls.item(), _hand_group_grads(clone, lab, cls, lam, task.domain)))
+    labs = [r[0] for r in results]
+    clss = [r[1] for r in results]
+    gammas = {
+        "theta": [(l + lam * c) / sum(a + lam * b for a, b in zip(labs, clss)) for l, c in zip(labs, clss)],
+        "phi": [l / sum(labs) for l in labs],
+        "omega": [c / sum(clss) for c in clss],
+    }
+    expected = {}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not p.requires_grad:
+                continue
+            update = sum(
+                gammas[param_group(name)][i] * r[2][name] for i, r in enumerate(results) if name in r[2]
+            )
+            expected[name] = p - alpha * update if torch.is_tensor(update) else p.clone()
+    return expected, gammas
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_first_order_meta_step_equals_hand_written_sgd(make_tagger, tiny_corpora, steps):
+    model = make_tagger()
+    source = {d: tiny_corpora[d] for d in ("Disease", "Gene", "Species")}
+    tasks = [TaskSampler(source, "train", 3, seed=5).sample(d) for d in ("Disease", "Gene", "Species", "Gene")]
+    alpha, beta, lam = 0.1, 0.05, 0.5
+    expected, gammas = _hand_meta_step(model, tasks, alpha, beta, lam, steps)
+
+    config = MetaConfig(alpha=alpha, beta=beta, lam=lam, adaptation_steps=steps)
+    params = [p for p in model.parameters() if p.requires_grad]
+    learner = MetaLearner(model, config, torch.optim.SGD(params, lr=alpha), grad_clip=None)
+    log = learner.step(tasks)
+
+    for g in ("theta", "phi", "omega"):
+        assert log["gamma"][g] == pytest.approx(gammas[g], rel=1e-5)
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(p.detach(), expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_uniform_weights_give_mean_of_task_gradients(make_tagger, tiny_corpora):
+    model = make_tagger()
+    source = {d: tiny_corpora[d] for d in ("Disease", "Gene", "Species")}
+    tasks = TaskSampler(source, "train", 3, seed=7).fixed_tasks(3)
+    learner = MetaLearner(model, MetaConfig(weighting="uniform"), torch.optim.SGD(model.parameters(), lr=1.0))
+    results = [learner.task_result(model.task_batch(t.support, t.query, t.domain)) for t in tasks]
+    weights = task_weights(torch.tensor([r.lab for r in results]), torch.tensor([r.cls for r in results]), 1.0, "uniform")
+    total = learner.aggregate(results, weights)
+    name = "encoder.lstm.weight_ih_l0"
+    torch.testing.assert_close(total[name], sum(r.grads[name] for r in results) / 3)
+
+
+def test_hardness_weights_change_the_update(make_tagger, tiny_corpora):
+    source = {d: tiny_corpora[d] for d in ("Disease", "Gene", "Species")}
+    tasks = TaskSampler(source, "train", 3, seed=3).fixed_tasks(3)
+    finals = []
+    for weighting in ("hardness", "uniform"):
+        model = make_tagger()
+        learner = MetaLearner(model, MetaConfig(weighting=weighting), torch.optim.SGD(model.parameters(), lr=0.1))
+        learner.step(tasks)
+        finals.append(model.encoder.lstm.weight_ih_l0.detach().clone())
+    assert not torch.allclose(finals[0], finals[1])
+
+
+def test_metaner_reverses_the_domain_gradient_into_theta(make_tagger, tiny_corpora):
+    source = {d: tiny_corpora[d] for d in ("Disease", "Gene", "Species")}
+    task = TaskSampler(source, "train", 3, seed=3).sample("Gene")
+    grads = {}
+    for adversarial in (False, True):
+        model = make_tagger()
+        learner = MetaLearner(model, MetaConfig(adversarial=adversarial, adaptation_steps=0), torch.optim.SGD(model.parameters(), lr=0.1))
+        batch = model.task_batch(task.support, task.query, task.domain)
+        lab, cls = learner.losses(learner.task_params("Gene"), batch, None, batch.query)
+        grads[adversarial] = learner._grads(cls, learner.task_params("Gene"))
+    name = "encoder.lstm.weight_ih_l0"
+    torch.testing.assert_close(grads[True][name], -grads[False][name])
+    torch.testing.assert_close(grads[True]["domain_head.weight"], grads[False]["domain_head.weight"])
+
+
+def test_conjugate_gradient_solves_small_quadratic_system():
+    torch.manual_seed(0)
+    m = torch.randn(5, 5, dtype=torch.float64)
+    hessian = m @ m.T + 0.5 * torch.eye(5, dtype=torch.float64)  # of L(x) = ½ xᵀHx
+    reg = 2.0
+    a = torch.eye(5, dtype=torch.float64) + hessian / reg  # iMAML's system matrix
+    b = torch.randn(5, dtype=torch.float64)
+    x = conjugate_gradient(lambda v: [a @ v[0]], [b], steps=5)[0]
+    torch.testing.assert_close(x, torch.linalg.solve(a, b))
+
+
+def test_implicit_gradient_runs_and_differs_from_first_order(make_tagger, tiny_corpora):
+    source = {d: tiny_corpora[d] for d in ("Disease", "Gene", "Species")}
+    task = TaskSampler(source, "train", 3, seed=3).sample("Disease")
+    out = {}
+    for gradient in ("first_order", "implicit"):
+        model = make_tagger()
+        learner = MetaLearner(model, MetaConfig(gradient=gradient, implicit_reg=0.5, cg_steps=3), torch.optim.SGD(model.parameters(), lr=0.1))
+        out[gradient] = learner.task_result(model.task_batch(task.support, task.query, task.domain))
+    name = "encoder.lstm.weight_hh_l0"
+    assert torch.isfinite(out["implicit"].grads[name]).all()
+    assert not torch.allclose(out["implicit"].grads[name], out["first_order"].grads[name])
+
+
+def _short_training(make_tagger, tiny_corpora, seed, learner_cls=MetaLearner, config=None, iterations=30):
+    torch.manual_seed(seed)
+    model = make_tagger(seed=seed)
+    source = {d: tiny_corpora[d] for d in ("Disease", "Gene", "Species")}
+    sampler = TaskSampler(source, "train", 4, seed=seed)
+    val = TaskSampler(source, "devel", 4, seed=seed + 1).fixed_tasks(6)
+    config = config or MetaConfig(alpha=0.05, beta=0.05)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = sgd(params, config.alpha)
+    learner = learner_cls(model, config, opt, linear_schedule(opt, iterations))
+    before = learner.validation_loss(val)
+    for _ in range(iterations):
+        learner.step([sampler.sample() for _ in range(4)])
+    return model, before, learner.validation_loss(val)
+
+
+def test_short_meta_training_lowers_meta_validation_loss(make_tagger, tiny_corpora):
+    _, before, after = _short_training(make_tagger, tiny_corpora, seed=1)
+    assert after < 0.8 * before
+
+
+def test_transfer_training_lowers_validation_loss(make_tagger, tiny_corpora):
+    _, before, after = _short_training(make_tagger, tiny_corpora, 1, TransferLearner, MetaConfig(alpha=0.05, beta=0.05, lam=0.0))
+    assert after < 0.8 * before
+
+
+def test_same_seed_gives_identical_weights(make_tagger, tiny_corpora):
+    a, _, _ = _short_training(make_tagger, tiny_corpora, seed=4, iterations=5)
+    b, _, _ = _short_training(make_tagger, tiny_corpora, seed=4, iterations=5)
+    c, _, _ = _short_training(make_tagger, tiny_corpora, seed=5, iterations=5)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    assert not torch.equal(a.encoder.lstm.weight_ih_l0, c.encoder.lstm.weight_ih_l0)
