@@ -13,6 +13,10 @@ from hgda_core.data import Corpus, CorpusSplit, Sentence
 from hgda_core.embeddings import WordVectors
 from hgda_core.models import BiLSTMConfig, Tagger, build_tagger
 
+# Tiny models are fastest on one thread, and a second thread collapses when another
+# process shares the two cores.
+torch.set_num_threads(1)
+
 FILLER = "the of a in and patients with was were to by for on this that is cells study".split()
 LEXICON = {
     "Disease": ["cancer", "diabetes", "asthma", "colitis", "ataxia"],

@@ -1,0 +1,67 @@
+"""Meta-training set-up per held-out domain, its log, and checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hgda_core.metatrain import JsonlGzLog, MetaTrainParams, derive_seed, meta_train, read_log, source_domains
+from hgda_core.models import load_tagger
+from tests.conftest import TINY
+
+FAST = MetaTrainParams(tasks_per_batch=3, max_iterations=6, eval_every=3, patience=5, val_tasks=3, default_lr=0.2)
+
+
+@pytest.fixture
+def corpora(tiny_corpora):
+    return {c.name: c for cs in tiny_corpora.values() for c in cs}
+
+
+def test_held_out_domain_is_never_a_source(corpora):
+    sources = source_domains(corpora, "Drug")
+    assert sorted(sources) == ["Disease", "Gene", "Species"]
+    with pytest.raises(ValueError, match="no source domain"):
+        source_domains({n: c for n, c in corpora.items() if c.domain == "Drug"}, "Drug")
+
+
+@pytest.mark.parametrize("method", ["hgda", "hgda_nes", "metaner", "transfer"])
+def test_meta_train_each_method_logs_tasks_and_never_sees_held_out(corpora, tiny_vectors, method):
+    log = JsonlGzLog()
+    model, result = meta_train(corpora, tiny_vectors, "Drug", method, 4, FAST, TINY, seed=1, log=log, progress=False)
+    assert set(model.decoders) == {"Disease", "Gene", "Species"}
+    assert model.classifier_domains == ("Disease", "Gene", "Species")
+    assert result.iterations == 6 and len(log.records) == 6
+    tasks = [t for r in log.records for t in r["tasks"]]
+    assert len(tasks) == 18
+    assert all(t["domain"] != "Drug" and all(ref[0] != "drug-corpus" for ref in t["support"]) for t in tasks)
+    first = log.records[0]["tasks"]
+    assert sum(t["gamma_theta"] for t in first) == pytest.approx(1.0)
+    if method == "hgda_nes":
+        assert all(t["support_entities"] > 0 for t in tasks)
+    if method in ("metaner", "transfer"):
+        assert all(t["gamma_theta"] == pytest.approx(1 / 3) for t in tasks)
+    assert "val_loss" in log.records[2]
+
+
+def test_log_round_trips_through_gzip(tmp_path):
+    log = JsonlGzLog()
+    log({"iteration": 1, "tasks": [{"lab": 1.5}]})
+    log({"iteration": 2, "tasks": []})
+    log.write(tmp_path / "log.jsonl.gz")
+    assert read_log(tmp_path / "log.jsonl.gz") == log.records
+
+
+def test_checkpoint_reloads_to_identical_predictions(corpora, tiny_vectors, tmp_path):
+    model, _ = meta_train(corpora, tiny_vectors, "Species", "hgda", 4, FAST, TINY, seed=2, progress=False)
+    model.save(tmp_path / "K4.pt", held_out="Species")
+    again = load_tagger(tmp_path / "K4.pt", tiny_vectors)
+    test = corpora["disease-corpus"]["test"]
+    assert again.predict(test, "Disease") == model.predict(test, "Disease")
+    for (name, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert "encoder.word_embedding.weight" not in torch.load(tmp_path / "K4.pt", weights_only=False)["state"]
+
+
+def test_derived_seeds_are_stable_and_distinct():
+    assert derive_seed(13, "Disease", "hgda", 10) == derive_seed(13, "Disease", "hgda", 10)
+    assert derive_seed(13, "Disease", "hgda", 10) != derive_seed(13, "Disease", "hgda", 5)
