@@ -134,18 +134,21 @@ class BiLSTMEncoder(SentenceEncoder):
         if not lengths or min(lengths) == 0:
             raise ValueError("every sentence must hold at least one token")
         batch, max_len = len(sentences), max(lengths)
-        word_ids = torch.zeros(batch, max_len, dtype=torch.long)
-        word_to_type = torch.zeros(batch, max_len, dtype=torch.long)
         types: dict[str, int] = {}
-        lookup = self.word_id
-        for i, tokens in enumerate(sentences):
-            word_ids[i, : len(tokens)] = torch.tensor([lookup(t) for t in tokens])
-            word_to_type[i, : len(tokens)] = torch.tensor([types.setdefault(t, len(types)) for t in tokens])
+        word_rows: list[list[int]] = []
+        type_rows: list[list[int]] = []
+        pad = [0] * max_len
+        for tokens in sentences:
+            tail = pad[: max_len - len(tokens)]
+            word_rows.append([self.word_id(t) for t in tokens] + tail)
+            type_rows.append([types.setdefault(t, len(types)) for t in tokens] + tail)
+        word_ids, word_to_type = torch.tensor(word_rows), torch.tensor(type_rows)
         max_chars = self.config.max_word_chars
         char_lengths = [min(len(w), max_chars) for w in types]
-        char_ids = torch.zeros(len(types), max(char_lengths), dtype=torch.long)
-        for u, word in enumerate(types):
-            char_ids[u, : char_lengths[u]] = torch.tensor([char_index(c) for c in word[:max_chars]])
+        width = max(char_lengths)
+        char_ids = torch.tensor(
+            [[char_index(c) for c in word[:max_chars]] + [CHAR_PAD] * (width - n) for word, n in zip(types, char_lengths)]
+        )
         lengths_t = torch.tensor(lengths)
         mask = torch.arange(max_len)[None, :] < lengths_t[:, None]
         return TokenBatch(word_ids, mask, lengths_t, char_ids, torch.tensor(char_lengths), word_to_type)

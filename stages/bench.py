@@ -1,0 +1,156 @@
+"""Benchmark of the BiLSTM-CRF tagger and the meta-training step (not a DVC stage).
+
+Measures on this machine and writes the section ``bilstm`` of ``reports/bench.json``
+(other sections of that file are kept):
+
+* decode throughput (sentences/s) of the BiLSTM-CRF at batch 256 on real sentences;
+* meta-training throughput (tasks/s) at K = 10, m = 8, one inner step;
+* the speed-up of :class:`hgda_core.meta.MetaLearner` over a naive reference loop on
+  identical math (deep-copy the model per task, separate support and query passes,
+  inner steps, restore), with a check that both give the same update to 1e-5.
+
+Run from the repository root after ``dvc repro embed``: ``python -m stages.bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import platform
+import time
+from typing import Callable
+
+import torch
+
+from hgda_core.data import load_corpora
+from hgda_core.embeddings import WordVectors
+from hgda_core.hardness import task_weights
+from hgda_core.io import setup_logging, write_json
+from hgda_core.meta import MetaConfig, MetaLearner, TaskResult
+from hgda_core.metatrain import source_domains
+from hgda_core.models import BiLSTMConfig, Tagger, build_tagger, param_group
+from hgda_core.sampler import Task, TaskSampler
+from stages.common import ROOT, load_params
+
+log = logging.getLogger("stages.bench")
+BENCH = ROOT / "reports" / "bench.json"
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    """Best-of-``repeat`` wall time of ``fn`` in seconds (after one warm-up call)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def naive_task_result(model: Tagger, task: Task, config: MetaConfig) -> TaskResult:
+    """The yardstick: deep-copy the model, adapt the copy in place, read its gradients.
+
+    Same math as :meth:`MetaLearner.task_result` (first order), written the plain way:
+    separate passes for the support (L^lab) and query (L^cls) sets.
+    """
+    clone = copy.deepcopy(model)
+    params = {n: p for n, p in clone.named_parameters() if p.requires_grad
+              and (not n.startswith("decoders.") or n.startswith(f"decoders.{task.domain}."))}
+
+    def losses_and_grads() -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        support = clone.task_batch(task.support, [], task.domain)
+        query = clone.task_batch([], task.query, task.domain)
+        lab, _ = clone(support, support.support, None)
+        _, cls = clone(query, None, query.query, 1.0)
+        grads = torch.autograd.grad(lab + config.lam * cls, list(params.values()), allow_unused=True)
+        out = {}
+        for (name, p), g in zip(params.items(), grads):
+            g = torch.zeros_like(p) if g is None else g
+            out[name] = g / config.lam if param_group(name) == "omega" else g
+        return lab, cls, out
+
+    for _ in range(config.adaptation_steps):
+        _, _, grads = losses_and_grads()
+        with torch.no_grad():
+            for name, p in params.items():
+                p -= config.beta * grads[name]
+    lab, cls, grads = losses_and_grads()
+    del clone
+    return TaskResult(lab.item(), cls.item(), grads)
+
+
+def naive_step(learner: MetaLearner, tasks: list[Task]) -> None:
+    """Algorithm 1 with :func:`naive_task_result` in place of the functional core."""
+    learner.model.train()
+    results = [naive_task_result(learner.model, t, learner.config) for t in tasks]
+    lab = torch.tensor([r.lab for r in results], dtype=torch.float64)
+    cls = torch.tensor([r.cls for r in results], dtype=torch.float64)
+    learner.apply_update(results, task_weights(lab, cls, learner.config.lam, learner.config.weighting))
+
+
+def compare_updates(make_model: Callable[[], Tagger], tasks: list[Task], config: MetaConfig) -> float:
+    """Largest absolute difference between the two implementations' updated weights."""
+    finals = []
+    for step in ("functional", "naive"):
+        model = make_model()
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.alpha)
+        learner = MetaLearner(model, config, opt, grad_clip=None)
+        learner.step(tasks) if step == "functional" else naive_step(learner, tasks)
+        finals.append(model.trainable_state())
+    return max(float((finals[0][k] - finals[1][k]).abs().max()) for k in finals[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    setup_logging()
+    params = load_params()
+    torch.set_num_threads(params["threads"])
+    corpora = load_corpora(ROOT / "data" / "processed", params["corpora"])
+    vectors = WordVectors.load(ROOT / "data" / "embeddings" / "vectors.npz")
+    encoder_config = BiLSTMConfig(**{k: v for k, v in params["model"].items() if k != "encoder"})
+    sources = source_domains(corpora, "Disease")
+    domains = sorted(sources)
+
+    def make_model(dropout: float | None = None) -> Tagger:
+        torch.manual_seed(0)
+        cfg = encoder_config if dropout is None else BiLSTMConfig(**{**encoder_config.__dict__, "dropout": dropout})
+        return build_tagger(vectors, cfg, domains, domains)
+
+    results: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)", "threads": torch.get_num_threads()}
+
+    # Decode throughput at batch 256 on real test sentences of the source corpora.
+    model = make_model()
+    test = [s for cs in sources.values() for c in cs for s in c["test"]][:2048]
+    decode_s = timed(lambda: model.predict(test, domains[0], batch_size=256), args.repeat)
+    results["decode_sentences_per_s"] = round(len(test) / decode_s, 1)
+    results["decode_mean_sentence_length"] = round(sum(map(len, test)) / len(test), 1)
+    log.info("decode: %.0f sentences/s", results["decode_sentences_per_s"])
+
+    # Meta-training throughput at K = 10, m = 8, one inner step; functional vs naive.
+    k, m = 10, 8
+    tasks = TaskSampler(sources, "train", k, seed=0).fixed_tasks(m)
+    config = MetaConfig(alpha=1e-2, beta=1e-2, adaptation_steps=1)
+    learner = MetaLearner(model, config, torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-2))
+    fast_s = timed(lambda: learner.step(tasks), args.repeat)
+    naive_s = timed(lambda: naive_step(learner, tasks), args.repeat)
+    results["metatrain_tasks_per_s"] = round(m / fast_s, 2)
+    results["metatrain_naive_tasks_per_s"] = round(m / naive_s, 2)
+    results["metatrain_speedup_vs_naive"] = round(naive_s / fast_s, 2)
+    results["metatrain_setting"] = {"K": k, "m": m, "adaptation_steps": 1}
+    results["max_abs_update_difference"] = compare_updates(lambda: make_model(dropout=0.0), tasks, config)
+    results["same_update_within_1e-5"] = results["max_abs_update_difference"] < 1e-5
+    log.info("meta-training: %.2f tasks/s, naive %.2f tasks/s, speed-up %.2fx, max |diff| %.2e",
+             results["metatrain_tasks_per_s"], results["metatrain_naive_tasks_per_s"],
+             results["metatrain_speedup_vs_naive"], results["max_abs_update_difference"])
+
+    bench = json.loads(BENCH.read_text()) if BENCH.exists() else {}
+    bench["bilstm"] = results
+    write_json(BENCH, bench)
+
+
+if __name__ == "__main__":
+    main()
