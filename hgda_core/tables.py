@@ -5,7 +5,9 @@ later) goes through :func:`to_markdown` and :func:`to_latex`, with an optional b
 ``bold`` mask (e.g. from :func:`max_mask`) marking cells to emphasise.  Cells are
 formatted by :func:`format_value`: integers with thousands separators, floats with a
 fixed number of decimals, missing values as a dash.  The index is not rendered; put
-everything to show in columns.
+everything to show in columns.  Optional: a first header level grouping columns
+(``header_groups``), text appended verbatim to cells (``suffix``: significance marks,
+``± std``) and, in LaTeX, rules between row groups and a custom column spec.
 """
 
 from __future__ import annotations
@@ -110,17 +112,29 @@ def _cells(
     escape: Callable[[str], str],
     emphasise: Callable[[str], str],
     missing: str,
+    suffix: pd.DataFrame | None = None,
 ) -> list[list[str]]:
-    """Every body cell as rendered text, row by row."""
+    """Every body cell as rendered text, row by row (``suffix`` text appended verbatim)."""
     rows: list[list[str]] = []
     for i in range(len(df)):
         row = []
         for j, column in enumerate(df.columns):
             places = decimals if isinstance(decimals, int) else decimals.get(column, 1)
             text = escape(format_value(df.iat[i, j], places, missing))
-            row.append(emphasise(text) if bold is not None and bool(bold.iat[i, j]) else text)
+            text = emphasise(text) if bold is not None and bool(bold.iat[i, j]) else text
+            extra = suffix.iat[i, j] if suffix is not None else None
+            row.append(text + extra if isinstance(extra, str) else text)
         rows.append(row)
     return rows
+
+
+def _check_groups(df: pd.DataFrame, header_groups: Sequence[tuple[str, int]]) -> list[tuple[str, int]]:
+    groups = [(str(label), int(span)) for label, span in header_groups]
+    if sum(span for _, span in groups) != len(df.columns) or any(span < 1 for _, span in groups):
+        raise ValueError(
+            f"header_groups spans {[s for _, s in groups]} do not cover the {len(df.columns)} columns"
+        )
+    return groups
 
 
 # --------------------------------------------------------------------------- renderers
@@ -132,6 +146,8 @@ def to_markdown(
     caption: str | None = None,
     notes: Sequence[str] = (),
     decimals: Decimals = 1,
+    header_groups: Sequence[tuple[str, int]] | None = None,
+    suffix: pd.DataFrame | None = None,
 ) -> str:
     """A GitHub-flavoured Markdown table; numeric columns are right-aligned.
 
@@ -141,9 +157,17 @@ def to_markdown(
         caption: a paragraph above the table.
         notes: paragraphs below the table.
         decimals: decimal places of float cells, for all columns or per column.
+        header_groups: ``(label, span)`` pairs covering the columns in order, a first
+            header level; Markdown has no column spans, so a labelled group's columns
+            are headed ``label<br>column``.
+        suffix: Markdown text appended verbatim to cells (after the bold), same shape
+            as ``df``; non-string entries add nothing.
     """
-    body = _cells(df, bold, decimals, markdown_escape, lambda s: f"**{s}**", "—")
+    body = _cells(df, bold, decimals, markdown_escape, lambda s: f"**{s}**", "—", suffix)
     header = [markdown_escape(str(c)) for c in df.columns]
+    if header_groups is not None:
+        labels = [label for label, span in _check_groups(df, header_groups) for _ in range(span)]
+        header = [f"{markdown_escape(g)}<br>{h}" if g else h for g, h in zip(labels, header)]
     rule = ["---:" if _is_numeric(df[c]) else ":---" for c in df.columns]
     lines = [f"| {' | '.join(cells)} |" for cells in (header, rule, *body)]
     parts = ([caption] if caption else []) + ["\n".join(lines)] + list(notes)
@@ -157,6 +181,10 @@ def to_latex(
     label: str | None = None,
     notes: Sequence[str] = (),
     decimals: Decimals = 1,
+    header_groups: Sequence[tuple[str, int]] | None = None,
+    suffix: pd.DataFrame | None = None,
+    rules_before: Sequence[int] = (),
+    column_spec: str | None = None,
 ) -> str:
     """A booktabs ``table`` environment (needs ``\\usepackage{booktabs}``).
 
@@ -167,16 +195,38 @@ def to_latex(
         label: the ``\\label`` key (used verbatim).
         notes: footnote paragraphs below the tabular (escaped).
         decimals: decimal places of float cells, for all columns or per column.
+        header_groups: ``(label, span)`` pairs covering the columns in order: a first
+            header row of ``\\multicolumn`` labels with a ``\\cmidrule`` under each
+            labelled group (an empty label leaves its columns blank).
+        suffix: LaTeX appended verbatim to cells (after the bold), same shape as
+            ``df``; non-string entries add nothing.
+        rules_before: body row positions to put a ``\\midrule`` before (e.g. groups).
+        column_spec: the tabular column spec, e.g. ``lrp{6cm}`` for a wrapped text column
+            (default: ``r`` for numeric columns, ``l`` for the others).
     """
-    body = _cells(df, bold, decimals, latex_escape, lambda s: rf"\textbf{{{s}}}", "--")
-    spec = "".join("r" if _is_numeric(df[c]) else "l" for c in df.columns)
+    body = _cells(df, bold, decimals, latex_escape, lambda s: rf"\textbf{{{s}}}", "--", suffix)
+    spec = column_spec or "".join("r" if _is_numeric(df[c]) else "l" for c in df.columns)
     lines = [r"\begin{table}[t]", r"\centering"]
     lines += [rf"\caption{{{latex_escape(caption)}}}"] if caption else []
     lines += [rf"\label{{{label}}}"] if label else []
     lines += [rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+    if header_groups is not None:
+        cells, rules, start = [], [], 1
+        for group, span in _check_groups(df, header_groups):
+            if group:
+                cells.append(rf"\multicolumn{{{span}}}{{c}}{{{latex_escape(group)}}}")
+                rules.append(rf"\cmidrule(lr){{{start}-{start + span - 1}}}")
+            else:
+                cells += [""] * span
+            start += span
+        lines.append(" & ".join(cells) + r" \\")
+        lines += [" ".join(rules)] if rules else []
     lines.append(" & ".join(latex_escape(str(c)) for c in df.columns) + r" \\")
     lines.append(r"\midrule")
-    lines += [" & ".join(row) + r" \\" for row in body]
+    breaks = set(rules_before) - {0}
+    for i, row in enumerate(body):
+        lines += [r"\midrule"] if i in breaks else []
+        lines.append(" & ".join(row) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     lines += [rf"\par\smallskip{{\footnotesize {latex_escape(note)}}}" for note in notes]
     lines.append(r"\end{table}")
