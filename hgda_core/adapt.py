@@ -1,0 +1,305 @@
+"""K-shot adaptation to the held-out target domain and its scoring (paper §4.2, Table 3).
+
+One *repetition* r of a target corpus at size K (Table 3's caption: "20 distinct
+samples"):
+
+1. draw K sentences from the corpus's train split (:func:`draw_sample`);
+2. for each method, copy its meta-trained tagger (the checkpoint of the run that held
+   this corpus's domain out), attach a fresh CRF decoder φ for the target domain and
+   fine-tune the encoder θ and that decoder on the K sentences (:func:`fine_tune`) —
+   the *sequence encoder adaptation* setting of §4.2 (Li et al., 2020b): the source
+   decoders and the domain head ω are not used;
+3. decode the whole test split and score entities (:func:`evaluate`).
+
+``scratch`` is the same tagger from random initialisation, trained on the K sentences
+alone (what K annotated sentences give without any source domain).
+
+Paired design: the draw of repetition r depends only on (seed, corpus, K, r), and so do
+the fresh decoder's initialisation and the dropout masks of fine-tuning — every method
+sees the same sentences under the same randomness, and the methods differ only in the
+starting encoder.  Differences between methods can then be tested pairwise per draw.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from hgda_core.data import Corpus, Sentence
+from hgda_core.embeddings import WordVectors
+from hgda_core.metatrain import derive_seed
+from hgda_core.metrics import entity_scores
+from hgda_core.models import BiLSTMConfig, Tagger, build_tagger
+from hgda_core.optim import linear_schedule, scaled_lr, sgd
+
+SAMPLINGS: tuple[str, ...] = ("uniform", "with_entity")
+SCRATCH = "scratch"
+COLUMNS: tuple[str, ...] = (
+    "encoder", "model", "method", "corpus", "domain", "shots", "repetition",
+    "precision", "recall", "f1", "tp", "fp", "fn", "sample_entities", "sample", "seconds",
+)
+"""Columns of a score row, in order (one row per encoder, method, corpus, K, repetition)."""
+
+
+@dataclass
+class AdaptConfig:
+    """Section ``adapt`` of params.yaml (see there for each key)."""
+
+    methods: list[str] = field(default_factory=lambda: ["hgda", "hgda_nes", "metaner", "transfer", SCRATCH])
+    repeats: int = 20
+    steps: int = 30
+    default_lr: float = 1e-2
+    reference_k: int = 32
+    momentum: float = 0.9
+    weight_decay: float = 1e-6
+    grad_clip: float = 5.0
+    sampling: str = "uniform"
+    eval_batch_size: int = 256
+    workers: int = 2
+
+    def __post_init__(self) -> None:
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"adapt.sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
+        if self.repeats <= 0 or self.steps < 0:
+            raise ValueError(f"adapt.repeats must be > 0 and adapt.steps >= 0, got {self.repeats}, {self.steps}")
+
+
+def draw_sample(
+    corpus_name: str,
+    k: int,
+    repetition: int,
+    n_train: int,
+    seed: int,
+    sampling: str = "uniform",
+    has_entity: Sequence[bool] | None = None,
+) -> list[int]:
+    """The K train-sentence indices of draw ``repetition`` (sorted, without replacement).
+
+    The draw depends only on ``(seed, corpus_name, k, repetition)`` — not on the method —
+    so that every method is adapted on the same sentences (paired design).
+
+    Args:
+        corpus_name: the target corpus.
+        k: number of sentences |T'|.
+        repetition: r = 0, 1, ...
+        n_train: size of the corpus's train split.
+        seed: master seed.
+        sampling: ``uniform`` — any K sentences, as a user's random annotation would
+            give (most have no entity, Table 2); ``with_entity`` — only sentences with at
+            least one entity (the HGDA-NEs reading of §3.2 applied to T').
+        has_entity: per train sentence, whether it holds an entity; required by
+            ``with_entity`` (see :func:`draw_for`).
+
+    Raises:
+        ValueError: an unknown sampling, or fewer eligible sentences than K.
+    """
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+    if k <= 0:
+        raise ValueError(f"K must be positive, got {k}")
+    if sampling == "uniform":
+        pool = np.arange(n_train)
+        what = "train split"
+    else:
+        if has_entity is None or len(has_entity) != n_train:
+            raise ValueError("sampling 'with_entity' needs has_entity, one flag per train sentence")
+        pool = np.flatnonzero(np.asarray(has_entity, dtype=bool))
+        what = "train sentences with an entity"
+    if len(pool) < k:
+        raise ValueError(f"corpus {corpus_name}: {what} has {len(pool)} sentences, fewer than K = {k}")
+    rng = np.random.default_rng(derive_seed(seed, "adapt-draw", corpus_name, k, repetition))
+    return sorted(int(i) for i in rng.choice(pool, size=k, replace=False))
+
+
+def draw_for(corpus: Corpus, k: int, repetition: int, seed: int, sampling: str = "uniform") -> list[int]:
+    """:func:`draw_sample` on the train split of ``corpus``."""
+    train = corpus["train"]
+    flags = [s.has_entity for s in train] if sampling == "with_entity" else None
+    return draw_sample(corpus.name, k, repetition, len(train), seed, sampling, flags)
+
+
+def _copy_sharing_frozen(model: Tagger) -> Tagger:
+    """A deep copy of ``model`` that shares its frozen tensors and word-vector table.
+
+    The frozen word embedding (vocabulary × 200 floats) is never updated, so each copy
+    can share it instead of duplicating it; every trainable tensor is copied.
+    """
+    memo: dict[int, object] = {id(p): p for p in model.parameters() if not p.requires_grad}
+    vectors = getattr(model.encoder, "vectors", None)
+    if vectors is not None:
+        memo[id(vectors)] = vectors
+    return copy.deepcopy(model, memo)
+
+
+def fine_tune(
+    model: Tagger,
+    domain: str,
+    sentences: Sequence[Sentence],
+    steps: int,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-6,
+    grad_clip: float | None = 5.0,
+    seed: int = 0,
+) -> Tagger:
+    """Adapt a copy of ``model`` to ``domain`` on the K ``sentences`` (sequence encoder adaptation, §4.2).
+
+    A fresh CRF decoder φ is attached for ``domain`` (replacing one of that name, if
+    any); the encoder θ and that decoder are then trained for ``steps`` full-batch SGD
+    steps on the CRF loss L^lab of the K sentences, with the Appendix's momentum, weight
+    decay, gradient clipping and linear learning-rate schedule, dropout on.  The source
+    decoders and the domain head ω are not in the optimiser and get no gradient.
+
+    Args:
+        model: the meta-trained (or freshly built) tagger; never modified.
+        domain: the target domain.
+        sentences: the adaptation set T' (K sentences).
+        steps: number of SGD steps.
+        lr: initial learning rate (eq. 3 gives it from K: :func:`adaptation_lr`).
+        momentum, weight_decay, grad_clip: Appendix values 0.9, 1e-6, 5.
+        seed: seeds the new decoder and the dropout masks; the global torch generator
+            is left as it was.
+
+    Returns:
+        The adapted copy, in eval mode.
+    """
+    if not sentences:
+        raise ValueError("fine_tune needs at least one sentence")
+    adapted = _copy_sharing_frozen(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        decoder = adapted.add_decoder(domain)
+        params = [p for p in adapted.encoder.parameters() if p.requires_grad] + list(decoder.parameters())
+        optimizer = sgd(params, lr, momentum, weight_decay)
+        scheduler = linear_schedule(optimizer, steps)
+        batch = adapted.task_batch(sentences, [], domain)
+        adapted.train()
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss, _ = adapted(batch, batch.support, None)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, grad_clip)
+            optimizer.step()
+            scheduler.step()
+    return adapted.eval()
+
+
+def adaptation_lr(config: AdaptConfig, k: int) -> float:
+    """Eq. 3: the fine-tuning learning rate for K sentences."""
+    return scaled_lr(config.default_lr, k, config.reference_k)
+
+
+def evaluate(model: Tagger, domain: str, test_sentences: Sequence[Sentence], batch_size: int = 256) -> dict:
+    """Entity-level P/R/F1 and TP/FP/FN of ``model``'s Viterbi tags on ``test_sentences``."""
+    pred = model.predict(test_sentences, domain, batch_size)
+    return entity_scores([s.tags for s in test_sentences], pred).as_dict()
+
+
+def scratch_builder(vectors: WordVectors, config: BiLSTMConfig) -> Callable[[int], Tagger]:
+    """``seed → tagger``: the BiLSTM-CRF from random initialisation, with no decoder yet."""
+
+    def build(seed: int) -> Tagger:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return build_tagger(vectors, config, [], [])
+
+    return build
+
+
+def run_adaptation(
+    corpus: Corpus,
+    k: int,
+    methods: Sequence[str],
+    pretrained: Mapping[str, Tagger],
+    config: AdaptConfig,
+    seed: int,
+    model_label: str,
+    scratch: Callable[[int], Tagger] | None = None,
+    encoder: str = "bilstm",
+    on_row: Callable[[dict], None] | None = None,
+    repetitions: Sequence[int] | None = None,
+) -> list[dict]:
+    """Adapt every method to ``corpus`` with K sentences, ``config.repeats`` times.
+
+    Args:
+        corpus: the target corpus (train: the draws; test: the scores).
+        k: |T'|.
+        methods: method names, in row order; ``scratch`` needs ``scratch``, the others a
+            tagger in ``pretrained``.
+        pretrained: method → meta-trained tagger (held-out domain = ``corpus.domain``);
+            only copied, never modified.
+        config: the ``adapt`` params.
+        seed: master seed (draws, decoders and dropout derive from it, not the method).
+        model_label: human name of the encoder, written in the ``model`` column.
+        scratch: ``seed → fresh tagger`` (:func:`scratch_builder`).
+        encoder: value of the ``encoder`` column.
+        on_row: called with each row as soon as it is scored (progress, logging).
+        repetitions: the draws r to run (default: all ``config.repeats``); a draw
+            depends only on (seed, corpus, K, r), so any subset gives the same rows.
+
+    Returns:
+        One row per repetition × method (repetitions outer), keys :data:`COLUMNS`.
+    """
+    for method in methods:
+        if method == SCRATCH and scratch is None:
+            raise ValueError("method 'scratch' needs a scratch builder")
+        if method != SCRATCH and method not in pretrained:
+            raise ValueError(f"no meta-trained tagger for method {method!r} (target {corpus.name})")
+    train, test = corpus["train"], corpus["test"]
+    lr = adaptation_lr(config, k)
+    rows: list[dict] = []
+    for r in range(config.repeats) if repetitions is None else repetitions:
+        sample = draw_for(corpus, k, r, seed, config.sampling)
+        sentences = [train[i] for i in sample]
+        tune_seed = derive_seed(seed, "adapt-tune", corpus.name, k, r)
+        for method in methods:
+            start = time.perf_counter()
+            if method == SCRATCH:
+                assert scratch is not None
+                base = scratch(derive_seed(seed, "adapt-scratch", corpus.name, k, r))
+            else:
+                base = pretrained[method]
+            adapted = fine_tune(
+                base, corpus.domain, sentences, config.steps, lr, config.momentum,
+                config.weight_decay, config.grad_clip, tune_seed,
+            )
+            scores = evaluate(adapted, corpus.domain, test, config.eval_batch_size)
+            row = {
+                "encoder": encoder,
+                "model": model_label,
+                "method": method,
+                "corpus": corpus.name,
+                "domain": corpus.domain,
+                "shots": k,
+                "repetition": r,
+                **{key: round(v, 6) if isinstance(v, float) else v for key, v in scores.items()},
+                "sample_entities": sum(s.n_mentions for s in sentences),
+                "sample": " ".join(map(str, sample)),
+                "seconds": round(time.perf_counter() - start, 3),
+            }
+            rows.append({c: row[c] for c in COLUMNS})
+            if on_row is not None:
+                on_row(rows[-1])
+    return rows
+
+
+def summarise(rows: Sequence[dict]) -> dict:
+    """Mean and sample std of F1, P and R per method, corpus and K (``K<k>`` keys)."""
+    groups: dict[tuple[str, str, int], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["method"], row["corpus"], int(row["shots"])), []).append(row)
+    out: dict = {}
+    for (method, corpus, k), group in groups.items():
+        entry: dict = {"n": len(group)}
+        for metric in ("f1", "precision", "recall"):
+            values = np.array([float(g[metric]) for g in group])
+            std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            entry[metric] = {"mean": round(float(values.mean()), 4), "std": round(std, 4)}
+        out.setdefault(method, {}).setdefault(corpus, {})[f"K{k}"] = entry
+    return out

@@ -1,0 +1,175 @@
+"""Stage ``adapt``: K-shot adaptation of every method to every target corpus (paper §4.2, Table 3).
+
+For each corpus in ``corpora``, each K in ``shots`` and ``adapt.repeats`` draws of K
+train sentences, every method of ``adapt.methods`` is fine-tuned and scored on the test
+split (:mod:`hgda_core.adapt`).  A meta-trained method uses the checkpoint of the run
+that held the corpus's domain out, ``models/metatrain/<domain>-<method>/K<k>.pt``.
+
+Writes ``reports/scores.csv`` (one row per method, corpus, K and repetition) and
+``reports/adapt_metrics.json`` (mean and std of F1, P, R per method, corpus and K), each
+atomically and only once every row is scored.
+
+Run from the repository root: ``python -m stages.adapt``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import multiprocessing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from hgda_core.adapt import COLUMNS, SCRATCH, AdaptConfig, run_adaptation, scratch_builder, summarise
+from hgda_core.data import Corpus, load_corpora
+from hgda_core.embeddings import WordVectors
+from hgda_core.io import setup_logging, write_json, write_text
+from hgda_core.models import BiLSTMConfig, Tagger, load_tagger
+from stages.common import ROOT, load_params, shots_list
+
+log = logging.getLogger("stages.adapt")
+
+
+def scores_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, list(COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def model_label(root: Path, dim: int) -> str:
+    """Human name of the encoder, from the word-vector source recorded by stage ``embed``."""
+    source = "word vectors"
+    report = root / "reports" / "embeddings.json"
+    if report.is_file():
+        recorded = str(json.loads(report.read_text(encoding="utf-8")).get("source", ""))
+        source = "fastText" if recorded.startswith("fasttext") else Path(recorded).name or source
+    return f"BiLSTM-CRF ({source} {dim}-d)"
+
+
+def domain_of(domains: dict[str, list[str]], corpora: list[str]) -> dict[str, str]:
+    """Corpus → its domain (params ``domains``); a corpus in no domain is an error."""
+    inverse = {c: d for d, names in domains.items() for c in names}
+    missing = [c for c in corpora if c not in inverse]
+    if missing:
+        raise ValueError(f"corpora {missing} are in no domain of params.yaml `domains`")
+    return {c: inverse[c] for c in corpora}
+
+
+@dataclass
+class _Job:
+    """What every worker needs, loaded once before the workers fork."""
+
+    params: dict[str, Any]
+    config: AdaptConfig
+    corpora: dict[str, Corpus]
+    checkpoints: dict[tuple[str, str, int], Tagger]
+    scratch: Callable[[int], Tagger]
+    label: str
+    encoder: str
+
+
+_JOB: _Job | None = None  # set in the parent, inherited by forked workers
+
+
+def _run_unit(unit: tuple[str, int, int]) -> list[dict]:
+    """Rows of one (corpus, K, repetition): every method on the same draw."""
+    assert _JOB is not None
+    torch.set_num_threads(_JOB.params["threads"])
+    name, k, r = unit
+    corpus = _JOB.corpora[name]
+    methods = _JOB.config.methods
+    pretrained = {m: _JOB.checkpoints[(corpus.domain, m, k)] for m in methods if m != SCRATCH}
+    return run_adaptation(
+        corpus, k, methods, pretrained, _JOB.config, _JOB.params["seed"], _JOB.label,
+        _JOB.scratch, _JOB.encoder, repetitions=[r],
+    )
+
+
+def load_job(params: dict[str, Any], root: Path = ROOT) -> _Job:
+    """Load every corpus and checkpoint the stage needs, once."""
+    config = AdaptConfig(**params["adapt"])
+    encoder = params["model"].get("encoder", "bilstm")
+    if encoder != "bilstm":
+        raise ValueError(f"model.encoder {encoder!r}: only the BiLSTM encoder is implemented")
+    domains = domain_of(params["domains"], params["corpora"])
+    corpora = load_corpora(root / "data" / "processed", params["corpora"])
+    for name, corpus in corpora.items():
+        if corpus.domain != domains[name]:
+            raise ValueError(f"{name}: processed as domain {corpus.domain}, params say {domains[name]}; re-run stage prepare")
+    vectors = WordVectors.load(root / "data" / "embeddings" / "vectors.npz")
+    encoder_config = BiLSTMConfig(**{k: v for k, v in params["model"].items() if k != "encoder"})
+    checkpoints: dict[tuple[str, str, int], Tagger] = {}
+    for domain in sorted({c.domain for c in corpora.values()}):
+        for method in (m for m in config.methods if m != SCRATCH):
+            for k in shots_list(params["shots"]):
+                path = root / "models" / "metatrain" / f"{domain}-{method}" / f"K{k}.pt"
+                if not path.is_file():
+                    raise FileNotFoundError(f"{path}: no checkpoint; run stage metatrain@{domain}-{method} first")
+                checkpoints[(domain, method, k)] = load_tagger(path, vectors)
+    return _Job(params, config, corpora, checkpoints, scratch_builder(vectors, encoder_config),
+                model_label(root, vectors.dim), encoder)
+
+
+def adapt_all(params: dict[str, Any], root: Path = ROOT, progress: bool = True) -> list[dict]:
+    """Every row of the stage, computed by ``adapt.workers`` processes.
+
+    Rows come back in a fixed order (corpus, K, repetition, method) whatever the number
+    of workers, and each row depends only on its (corpus, K, repetition, method).
+    """
+    global _JOB
+    _JOB = job = load_job(params, root)
+    units = [(name, k, r) for name in job.corpora for k in shots_list(params["shots"]) for r in range(job.config.repeats)]
+    # Largest test splits first, so that the workers finish together.
+    order = sorted(units, key=lambda u: -len(job.corpora[u[0]]["test"]))
+    results: dict[tuple[str, int, int], list[dict]] = {}
+    bar = tqdm(total=len(units) * len(job.config.methods), desc="adapt", unit="run", disable=not progress)
+    try:
+        if job.config.workers > 1:
+            with multiprocessing.get_context("fork").Pool(job.config.workers) as pool:
+                for unit, rows in zip(order, pool.imap(_run_unit, order)):
+                    results[unit] = rows
+                    bar.update(len(rows))
+        else:
+            for unit in order:
+                results[unit] = _run_unit(unit)
+                bar.update(len(results[unit]))
+    finally:
+        bar.close()
+        _JOB = None
+    rows = [row for unit in units for row in results[unit]]
+    for name in job.corpora:
+        for k in shots_list(params["shots"]):
+            for method in job.config.methods:
+                f1 = [r["f1"] for r in rows if r["corpus"] == name and r["shots"] == k and r["method"] == method]
+                log.info("%s K=%d %s: mean F1 %.4f over %d draws", name, k, method, sum(f1) / len(f1), len(f1))
+    return rows
+
+
+def write_reports(rows: list[dict], root: Path = ROOT) -> None:
+    write_text(root / "reports" / "scores.csv", scores_csv(rows))
+    write_json(root / "reports" / "adapt_metrics.json", summarise(rows))
+
+
+def run(params: dict[str, Any], root: Path = ROOT, progress: bool = True) -> None:
+    """Score every row, then write both reports (nothing is written if a row fails)."""
+    torch.set_num_threads(params["threads"])
+    rows = adapt_all(params, root, progress)
+    write_reports(rows, root)
+    log.info("wrote %d rows to reports/scores.csv and reports/adapt_metrics.json", len(rows))
+
+
+def main() -> None:
+    setup_logging()
+    run(load_params())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""K-shot adaptation: paired draws, the fine-tuning update, end-to-end rows, the stage's outputs."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import json
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import torch
+
+from hgda_core import adapt as adapt_mod
+from hgda_core.adapt import (
+    COLUMNS, AdaptConfig, draw_for, draw_sample, evaluate, fine_tune, run_adaptation, scratch_builder, summarise,
+)
+from hgda_core.data import save_corpus
+from hgda_core.models import load_tagger
+from stages import adapt as stage
+from tests.conftest import TINY
+
+SOURCES = ("Drug", "Gene", "Species")
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], prefix: str = "") -> bool:
+    keys = [k for k in a if k.startswith(prefix)]
+    return bool(keys) and all(torch.equal(a[k], b[k]) for k in keys)
+
+
+# --- draws ---------------------------------------------------------------------------
+
+
+def test_draw_is_a_function_of_seed_corpus_k_repetition() -> None:
+    first = draw_sample("NCBI-disease", 10, 3, 5000, seed=13)
+    assert first == draw_sample("NCBI-disease", 10, 3, 5000, seed=13)
+    assert len(first) == len(set(first)) == 10 and first == sorted(first)
+    assert all(0 <= i < 5000 for i in first)
+    others = [draw_sample("NCBI-disease", 10, r, 5000, seed=13) for r in range(10)]
+    assert len({tuple(d) for d in others}) == 10  # different r → different draws
+    assert draw_sample("BC2GM", 10, 3, 5000, seed=13) != first
+    assert draw_sample("NCBI-disease", 10, 3, 5000, seed=14) != first
+
+
+def test_k_larger_than_the_train_split_is_a_clear_error(tiny_corpora) -> None:
+    corpus = tiny_corpora["Disease"][0]
+    with pytest.raises(ValueError, match=r"corpus disease-corpus: train split has 60 sentences, fewer than K = 61"):
+        draw_for(corpus, 61, 0, seed=13)
+
+
+def test_with_entity_draws_only_sentences_with_an_entity(tiny_corpora) -> None:
+    corpus = tiny_corpora["Disease"][0]
+    train = corpus["train"]
+    for r in range(5):
+        assert all(train[i].has_entity for i in draw_for(corpus, 10, r, 13, "with_entity"))
+    with pytest.raises(ValueError, match="needs has_entity"):
+        draw_sample("x", 2, 0, 10, 13, "with_entity")
+    n_ne = sum(s.has_entity for s in train)
+    with pytest.raises(ValueError, match=f"train sentences with an entity has {n_ne} sentences"):
+        draw_for(corpus, n_ne + 1, 0, 13, "with_entity")
+
+
+# --- fine-tuning ---------------------------------------------------------------------
+
+
+def test_fine_tune_trains_encoder_and_a_fresh_decoder_only(make_tagger, tiny_corpora) -> None:
+    model = make_tagger(SOURCES)
+    before, rng_before = _state(model), torch.get_rng_state()
+    sentences = tiny_corpora["Disease"][0]["train"][:5]
+    adapted = fine_tune(model, "Disease", sentences, steps=3, lr=0.1, seed=7)
+
+    assert _same(before, _state(model)) and "Disease" not in model.decoders  # input untouched
+    assert torch.equal(rng_before, torch.get_rng_state())  # global generator untouched
+    after = _state(adapted)
+    assert set(adapted.decoders) == {*SOURCES, "Disease"}
+    for domain in SOURCES:  # source decoders: unchanged and unused
+        assert _same(before, after, f"decoders.{domain}.")
+        assert all(p.grad is None for p in adapted.decoders[domain].parameters())
+    assert _same(before, after, "domain_head.")
+    assert all(p.grad is None for p in adapted.domain_head.parameters())
+    assert not _same(before, after, "encoder.lstm.")  # θ is adapted
+    assert all(p.grad is not None for p in adapted.decoders["Disease"].parameters())
+    # Shares the frozen word vectors instead of copying them; copies everything trainable.
+    assert adapted.encoder.word_embedding.weight is model.encoder.word_embedding.weight
+    assert adapted.encoder.lstm.weight_ih_l0.data_ptr() != model.encoder.lstm.weight_ih_l0.data_ptr()
+    # Seeded: the same call gives the same model.
+    again = fine_tune(model, "Disease", sentences, steps=3, lr=0.1, seed=7)
+    assert _same(after, _state(again))
+
+
+def test_fine_tune_replaces_an_existing_decoder_with_a_fresh_one(make_tagger, tiny_corpora) -> None:
+    model = make_tagger(("Disease", "Gene"))
+    old = _state(model)
+    adapted = fine_tune(model, "Disease", tiny_corpora["Disease"][0]["train"][:5], steps=0, lr=0.1, seed=3)
+    new = _state(adapted)
+    assert not any(torch.equal(old[k], new[k]) for k in old if k.startswith("decoders.Disease.emission"))
+    assert _same(old, new, "encoder.")  # 0 steps: θ as it was
+
+
+def test_one_step_equals_a_hand_written_sgd_update(make_tagger, tiny_corpora) -> None:
+    """momentum 0, no weight decay, no clipping: θ' = θ − lr ∇L^lab, φ' = φ − lr ∇L^lab."""
+    model = make_tagger(SOURCES)
+    sentences = tiny_corpora["Disease"][0]["train"][:6]
+    lr, seed = 0.05, 11
+    adapted = fine_tune(model, "Disease", sentences, steps=1, lr=lr, momentum=0.0, weight_decay=0.0,
+                        grad_clip=None, seed=seed)
+
+    manual = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    manual.add_decoder("Disease")
+    batch = manual.task_batch(sentences, [], "Disease")
+    loss, _ = manual(batch, batch.support, None)
+    names = [n for n, p in manual.named_parameters()
+             if p.requires_grad and (n.startswith("encoder.") or n.startswith("decoders.Disease."))]
+    params = dict(manual.named_parameters())
+    grads = torch.autograd.grad(loss, [params[n] for n in names])
+    expected = {n: params[n].detach() - lr * g for n, g in zip(names, grads)}
+    got = dict(adapted.named_parameters())
+    for n in names:
+        torch.testing.assert_close(got[n].detach(), expected[n], rtol=1e-5, atol=1e-6)
+
+
+# --- end to end ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def checkpoint(tmp_path, make_tagger) -> Path:
+    path = tmp_path / "K5.pt"
+    make_tagger(SOURCES, seed=1).save(path, held_out="Disease", method="hgda", shots=5)
+    return path
+
+
+def test_run_adaptation_rows(checkpoint, tiny_vectors, tiny_corpora) -> None:
+    pretrained = load_tagger(checkpoint, tiny_vectors)
+    before = _state(pretrained)
+    corpus = tiny_corpora["Disease"][0]
+    config = AdaptConfig(methods=["hgda", "transfer", "scratch"], repeats=3, steps=2, eval_batch_size=16)
+    seen: list[dict] = []
+    rows = run_adaptation(corpus, 5, config.methods, {"hgda": pretrained, "transfer": pretrained}, config,
+                          seed=13, model_label="tiny", scratch=scratch_builder(tiny_vectors, TINY),
+                          on_row=seen.append)
+    assert len(rows) == 3 * 3 and seen == rows
+    assert all(tuple(row) == COLUMNS for row in rows)
+    assert [r["method"] for r in rows[:3]] == ["hgda", "transfer", "scratch"]
+    assert {r["repetition"] for r in rows} == {0, 1, 2}
+    assert sum(r["method"] == "scratch" for r in rows) == 3
+    gold = sum(s.n_mentions for s in corpus["test"])
+    for row in rows:
+        assert (row["encoder"], row["model"], row["corpus"], row["domain"], row["shots"]) == (
+            "bilstm", "tiny", "disease-corpus", "Disease", 5)
+        assert row["tp"] + row["fn"] == gold
+        assert 0.0 <= row["f1"] <= 1.0 and row["seconds"] > 0
+        sample = [int(i) for i in row["sample"].split()]
+        assert sample == draw_for(corpus, 5, row["repetition"], 13)
+        assert row["sample_entities"] == sum(corpus["train"][i].n_mentions for i in sample)
+    for r in range(3):  # paired design: one draw per repetition, whatever the method
+        assert len({row["sample"] for row in rows if row["repetition"] == r}) == 1
+    assert _same(before, _state(pretrained))  # the loaded checkpoint is never modified
+    summary = summarise(rows)
+    assert summary["scratch"]["disease-corpus"]["K5"]["n"] == 3
+    assert set(summary["hgda"]["disease-corpus"]["K5"]["f1"]) == {"mean", "std"}
+
+
+def test_evaluate_scores_a_perfect_tagger(make_tagger, tiny_corpora, monkeypatch) -> None:
+    model = make_tagger(SOURCES)
+    test = tiny_corpora["Disease"][0]["test"]
+    monkeypatch.setattr(type(model), "predict", lambda self, s, d, b=256: [list(x.tags) for x in s])
+    scores = evaluate(model, "Disease", test)
+    assert scores["f1"] == 1.0 and scores["fp"] == scores["fn"] == 0
+
+
+# --- the stage -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def layout(tmp_path, tiny_corpora, tiny_vectors, make_tagger) -> Iterator[tuple[Path, dict]]:
+    """A repository-like folder: processed corpora, vectors, two checkpoints; and its params.
+
+    The stage sets torch's thread count; it is restored afterwards.
+    """
+    threads = torch.get_num_threads()
+    corpus = tiny_corpora["Disease"][0]
+    save_corpus(corpus, tmp_path / "data" / "processed" / f"{corpus.name}.pkl")
+    tiny_vectors.save(tmp_path / "data" / "embeddings" / "vectors.npz")
+    for k in (5, 10):
+        make_tagger(SOURCES, seed=k).save(tmp_path / "models" / "metatrain" / "Disease-hgda" / f"K{k}.pt")
+    params = {
+        "shots": [5, 10], "seed": 13, "corpora": [corpus.name], "threads": 1,
+        "domains": {"Disease": [corpus.name], "Drug": ["drug-corpus"]},
+        "model": {"encoder": "bilstm", **dataclasses.asdict(TINY)},
+        "adapt": {"methods": ["hgda", "scratch"], "repeats": 2, "steps": 2, "default_lr": 0.01,
+                  "momentum": 0.9, "weight_decay": 1e-6, "grad_clip": 5.0, "sampling": "uniform",
+                  "eval_batch_size": 32, "workers": 1},
+    }
+    yield tmp_path, params
+    torch.set_num_threads(threads)
+
+
+def test_stage_writes_scores_and_metrics(layout) -> None:
+    root, params = layout
+    stage.run(params, root, progress=False)
+    with open(root / "reports" / "scores.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+    assert tuple(reader.fieldnames or ()) == COLUMNS
+    assert len(rows) == 2 * 2 * 2  # K × repeats × methods
+    assert {r["model"] for r in rows} == {"BiLSTM-CRF (word vectors 8-d)"}
+    metrics = json.loads((root / "reports" / "adapt_metrics.json").read_text())
+    assert set(metrics) == {"hgda", "scratch"}
+    assert set(metrics["hgda"]["disease-corpus"]) == {"K5", "K10"}
+
+
+def test_rows_do_not_depend_on_the_number_of_workers(layout) -> None:
+    root, params = layout
+    stage.run(params, root, progress=False)
+    one = (root / "reports" / "scores.csv").read_text()
+    params["adapt"]["workers"] = 2
+    stage.run(params, root, progress=False)
+    two = (root / "reports" / "scores.csv").read_text()
+    drop_seconds = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731
+    assert drop_seconds(one) == drop_seconds(two)
+
+
+def test_interrupted_stage_leaves_the_old_scores_intact(layout, monkeypatch) -> None:
+    root, params = layout
+    old = "encoder,model\nold,rows\n"
+    (root / "reports").mkdir()
+    (root / "reports" / "scores.csv").write_text(old)
+    calls = {"n": 0}
+    real = adapt_mod.evaluate
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(adapt_mod, "evaluate", failing)
+    with pytest.raises(KeyboardInterrupt):
+        stage.run(params, root, progress=False)
+    assert calls["n"] == 3
+    assert (root / "reports" / "scores.csv").read_text() == old
+    assert sorted(p.name for p in (root / "reports").iterdir()) == ["scores.csv"]
+
+
+def test_stage_names_a_missing_checkpoint(layout) -> None:
+    root, params = layout
+    params["adapt"]["methods"] = ["metaner"]
+    with pytest.raises(FileNotFoundError, match=r"Disease-metaner.*run stage metatrain@Disease-metaner"):
+        stage.run(params, root, progress=False)
