@@ -102,12 +102,12 @@ def train(
             record["val_loss"] = val
             curve.append({"iteration": iteration, "train_loss": sum(window) / len(window), "val_loss": val})
             window = []
-            bar.set_postfix(val=f"{val:.3f}", best=f"{best:.3f}")
             if val < best - config.min_delta:
                 best, best_iteration, bad = val, iteration, 0
                 best_state = copy.deepcopy(model.trainable_state())
             else:
                 bad += 1
+            bar.set_postfix(val=f"{val:.3f}", best=f"{best:.3f}")
         if on_iteration is not None:
             on_iteration(record)
         if bad >= config.patience:

@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> None:
     meta = dict(params["meta"])
     if args.held_out not in meta.pop("held_out") or args.method not in meta.pop("methods"):
         sys.exit(f"error: {args.held_out}/{args.method} is not in params.yaml meta.held_out/meta.methods")
+    if params["model"].get("encoder", "bilstm") != "bilstm":
+        sys.exit(f"error: model.encoder {params['model']['encoder']!r}: only the BiLSTM encoder is wired into meta-training yet")
     torch.set_num_threads(params["threads"])
     name = f"{args.held_out}-{args.method}"
     model_dir, report_dir = ROOT / "models" / "metatrain" / name, ROOT / "reports" / "metatrain" / name
