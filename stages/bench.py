@@ -102,6 +102,71 @@ def compare_updates(make_model: Callable[[], Tagger], tasks: list[Task], config:
     return max(float((finals[0][k] - finals[1][k]).abs().max()) for k in finals[0])
 
 
+def adaptation_seconds(corpora: dict, vectors: WordVectors, repeat: int) -> dict:
+    """Seconds per adaptation repetition (fine-tune + full test evaluation), NCBI-disease, K = 10."""
+    from hgda_core.adapt import AdaptConfig, adaptation_lr, draw_for, evaluate, fine_tune
+    from hgda_core.data import load_corpus
+    from hgda_core.models import load_tagger
+
+    path = ROOT / "models" / "metatrain" / "Disease-hgda" / "K10.pt"
+    if not path.is_file():
+        return {"adapt_note": f"{path.relative_to(ROOT)} missing: run metatrain with K = 10 first"}
+    corpus = corpora.get("NCBI-disease") or load_corpus(ROOT / "data" / "processed" / "NCBI-disease.pkl")
+    model, config = load_tagger(path, vectors), AdaptConfig(**load_params()["adapt"])
+    sentences = [corpus["train"][i] for i in draw_for(corpus, 10, 0, 13)]
+    times = {}
+
+    def tune():
+        times["model"] = fine_tune(model, "Disease", sentences, config.steps, adaptation_lr(config, 10), seed=0)
+
+    tune_s = timed(tune, repeat)
+    eval_s = timed(lambda: evaluate(times["model"], "Disease", corpus["test"], config.eval_batch_size), repeat)
+    return {
+        "adapt_ncbi_k10_fine_tune_s": round(tune_s, 3),
+        "adapt_ncbi_k10_test_eval_s": round(eval_s, 3),
+        "adapt_ncbi_k10_seconds_per_repetition": round(tune_s + eval_s, 3),
+        "adapt_setting": {"steps": config.steps, "test_sentences": len(corpus["test"])},
+    }
+
+
+def per_k_costs(sources: dict, make_model: Callable[[], Tagger], corpus, repeat: int) -> dict:
+    """Seconds of one meta-training iteration (m = 8, one inner step) and of one
+    fine-tuning run (adapt.steps) for each K of the paper, to size a full `dvc repro`."""
+    from hgda_core.adapt import AdaptConfig, adaptation_lr, draw_for, fine_tune
+
+    config = AdaptConfig(**load_params()["adapt"])
+    out = {}
+    for k in (5, 10, 20, 50):
+        model = make_model()
+        tasks = TaskSampler(sources, "train", k, seed=k).fixed_tasks(8)
+        learner = MetaLearner(model, MetaConfig(), torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-2))
+        step_s = timed(lambda: learner.step(tasks), max(1, repeat - 1))
+        sentences = [corpus["train"][i] for i in draw_for(corpus, k, 0, 13)]
+        tune_s = timed(lambda: fine_tune(model, "Disease", sentences, config.steps, adaptation_lr(config, k)), max(1, repeat - 1))
+        out[f"K{k}"] = {"meta_iteration_s": round(step_s, 3), "fine_tune_s": round(tune_s, 3)}
+        log.info("K=%d: meta-training iteration %.2f s, fine-tuning %.2f s", k, step_s, tune_s)
+    return out
+
+
+def pipeline_figures() -> dict:
+    """Wall-time figures of the last real run, read from the records the stages keep."""
+    import csv
+
+    out: dict = {}
+    runs = sorted((ROOT / "reports" / "metatrain").glob("*/metrics.json"))
+    if runs:
+        seconds = [v["seconds"] for p in runs for v in json.loads(p.read_text()).values()]
+        out["metatrain_models"] = len(seconds)
+        out["metatrain_sum_of_model_seconds"] = round(sum(seconds), 1)
+    scores = ROOT / "reports" / "scores.csv"
+    if scores.is_file():
+        with open(scores, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        out["adapt_rows"] = len(rows)
+        out["adapt_sum_of_row_seconds"] = round(sum(float(r["seconds"]) for r in rows), 1)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
@@ -127,6 +192,9 @@ def main() -> None:
     test = [s for cs in sources.values() for c in cs for s in c["test"]][:2048]
     decode_s = timed(lambda: model.predict(test, domains[0], batch_size=256), args.repeat)
     results["decode_sentences_per_s"] = round(len(test) / decode_s, 1)
+    torch.set_num_threads(2)  # the same decode on both cores, for the record
+    results["decode_sentences_per_s_2_threads"] = round(len(test) / timed(lambda: model.predict(test, domains[0], batch_size=256), args.repeat), 1)
+    torch.set_num_threads(params["threads"])
     results["decode_mean_sentence_length"] = round(sum(map(len, test)) / len(test), 1)
     log.info("decode: %.0f sentences/s", results["decode_sentences_per_s"])
 
@@ -146,6 +214,12 @@ def main() -> None:
     log.info("meta-training: %.2f tasks/s, naive %.2f tasks/s, speed-up %.2fx, max |diff| %.2e",
              results["metatrain_tasks_per_s"], results["metatrain_naive_tasks_per_s"],
              results["metatrain_speedup_vs_naive"], results["max_abs_update_difference"])
+
+    results.update(adaptation_seconds(corpora, vectors, args.repeat))
+    log.info("adaptation: %s s per repetition (NCBI-disease, K = 10)", results.get("adapt_ncbi_k10_seconds_per_repetition"))
+    if "NCBI-disease" in corpora:
+        results["per_k"] = per_k_costs(sources, make_model, corpora["NCBI-disease"], args.repeat)
+    results["last_run_records"] = pipeline_figures()
 
     bench = json.loads(BENCH.read_text()) if BENCH.exists() else {}
     bench["bilstm"] = results
