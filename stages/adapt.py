@@ -31,7 +31,7 @@ from hgda_core.data import Corpus, load_corpora
 from hgda_core.embeddings import WordVectors
 from hgda_core.io import setup_logging, write_json, write_text
 from hgda_core.models import BiLSTMConfig, Tagger, load_tagger
-from stages.common import ROOT, load_params, shots_list
+from stages.common import ROOT, domain_of, load_params, shots_list
 
 log = logging.getLogger("stages.adapt")
 
@@ -52,15 +52,6 @@ def model_label(root: Path, dim: int) -> str:
         recorded = str(json.loads(report.read_text(encoding="utf-8")).get("source", ""))
         source = "fastText" if recorded.startswith("fasttext") else Path(recorded).name or source
     return f"BiLSTM-CRF ({source} {dim}-d)"
-
-
-def domain_of(domains: dict[str, list[str]], corpora: list[str]) -> dict[str, str]:
-    """Corpus → its domain (params ``domains``); a corpus in no domain is an error."""
-    inverse = {c: d for d, names in domains.items() for c in names}
-    missing = [c for c in corpora if c not in inverse]
-    if missing:
-        raise ValueError(f"corpora {missing} are in no domain of params.yaml `domains`")
-    return {c: inverse[c] for c in corpora}
 
 
 @dataclass
@@ -99,7 +90,7 @@ def load_job(params: dict[str, Any], root: Path = ROOT) -> _Job:
     encoder = params["model"].get("encoder", "bilstm")
     if encoder != "bilstm":
         raise ValueError(f"model.encoder {encoder!r}: only the BiLSTM encoder is implemented")
-    domains = domain_of(params["domains"], params["corpora"])
+    domains = domain_of(params["corpora"], params["domains"])
     corpora = load_corpora(root / "data" / "processed", params["corpora"])
     for name, corpus in corpora.items():
         if corpus.domain != domains[name]:

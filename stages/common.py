@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -21,3 +22,21 @@ def shots_list(value: Any) -> list[int]:
     if not values or any(not isinstance(v, int) or v <= 0 for v in values):
         raise ValueError(f"shots must be a positive integer or a list of them, got {value!r}")
     return values
+
+
+def domain_of(corpora: Sequence[str], domains: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    """Map each listed corpus to its domain.
+
+    Raises:
+        ValueError: when a corpus is in no domain, or in more than one.
+    """
+    owners: dict[str, list[str]] = {}
+    for domain, members in domains.items():
+        for name in members:
+            owners.setdefault(name, []).append(domain)
+    for name in corpora:
+        if name not in owners:
+            raise ValueError(f"corpus {name} is in no domain of params.yaml `domains`")
+        if len(owners[name]) > 1:
+            raise ValueError(f"corpus {name} is in several domains: {', '.join(owners[name])}")
+    return {name: owners[name][0] for name in corpora}

@@ -15,7 +15,7 @@ import logging
 import shutil
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -24,6 +24,7 @@ from hgda_core.data import Corpus, read_corpus, save_corpus
 from hgda_core.io import setup_logging, write_json, write_text
 from hgda_core.stats import compute_stats, stats_to_dict
 from hgda_core.tables import load_paper_table2, render_table2
+from stages.common import domain_of
 
 ROOT = Path(__file__).resolve().parents[1]
 RAW_DIR = ROOT / "data" / "raw"
@@ -31,24 +32,6 @@ PROCESSED_DIR = ROOT / "data" / "processed"
 REPORTS_DIR = ROOT / "reports"
 
 log = logging.getLogger("stages.prepare")
-
-
-def domain_of(corpora: Sequence[str], domains: Mapping[str, Sequence[str]]) -> dict[str, str]:
-    """Map each listed corpus to its domain.
-
-    Raises:
-        ValueError: when a corpus is in no domain, or in more than one.
-    """
-    owners: dict[str, list[str]] = {}
-    for domain, members in domains.items():
-        for name in members:
-            owners.setdefault(name, []).append(domain)
-    for name in corpora:
-        if name not in owners:
-            raise ValueError(f"corpus {name} is in no domain of params.yaml `domains`")
-        if len(owners[name]) > 1:
-            raise ValueError(f"corpus {name} is in several domains: {', '.join(owners[name])}")
-    return {name: owners[name][0] for name in corpora}
 
 
 def read_and_save(name: str, domain: str) -> Corpus:

@@ -22,7 +22,7 @@ import yaml
 
 from stages.download import ROOT as STAGE_ROOT
 from stages.download import DownloadParams, load_params, resolve_mirror
-from stages.prepare import domain_of
+from stages.common import domain_of
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT / "tests" / "resources" / "mirror"
