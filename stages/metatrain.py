@@ -14,12 +14,16 @@ import argparse
 import csv
 import io
 import logging
+import multiprocessing
 import shutil
 import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
-from hgda_core.data import load_corpora
+from hgda_core.data import Corpus, load_corpora
 from hgda_core.embeddings import WordVectors
 from hgda_core.io import setup_logging, write_json, write_text
 from hgda_core.metatrain import JsonlGzLog, MetaTrainParams, meta_train, result_metrics
@@ -37,42 +41,92 @@ def curve_csv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
+@dataclass
+class _Run:
+    """What each K's training needs, loaded once before workers fork."""
+
+    held_out: str
+    method: str
+    params: dict[str, Any]
+    meta: MetaTrainParams
+    corpora: dict[str, Corpus]
+    vectors: WordVectors
+    encoder_config: BiLSTMConfig
+    model_dir: Path
+    report_dir: Path
+
+
+_RUN: _Run | None = None  # set in the parent, inherited by forked workers
+
+
+def train_k(k: int) -> tuple[dict, list[dict]]:
+    """Meta-train for one K; save its checkpoint and log; return its metrics and curve."""
+    assert _RUN is not None
+    run = _RUN
+    torch.set_num_threads(run.params["threads"])
+    name = f"{run.held_out}-{run.method}"
+    log.info("%s: meta-training with K = %d", name, k)
+    train_log = JsonlGzLog()
+    model, result = meta_train(
+        run.corpora, run.vectors, run.held_out, run.method, k, run.meta, run.encoder_config,
+        run.params["seed"], train_log,
+    )
+    model.save(run.model_dir / f"K{k}.pt", held_out=run.held_out, method=run.method, shots=k)
+    train_log.write(run.report_dir / "logs" / f"K{k}.jsonl.gz")
+    log.info("%s K=%d: val loss %.4f -> %.4f in %d iterations, %.0f s", name, k,
+             result.initial_val_loss, result.best_val_loss, result.iterations, result.seconds)
+    return result_metrics(result, k, list(model.classifier_domains)), [{"shots": k, **row} for row in result.curve]
+
+
+def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT) -> None:
+    """Train every K of ``shots``; with ``meta.workers`` > 1, several K at once.
+
+    Each K is seeded on its own (:func:`hgda_core.metatrain.derive_seed`), so the outputs
+    do not depend on the number of workers.
+    """
+    global _RUN
+    meta = dict(params["meta"])
+    if held_out not in meta.pop("held_out") or method not in meta.pop("methods"):
+        raise ValueError(f"{held_out}/{method} is not in params.yaml meta.held_out/meta.methods")
+    if params["model"].get("encoder", "bilstm") != "bilstm":
+        raise ValueError(f"model.encoder {params['model']['encoder']!r}: only the BiLSTM encoder is wired into meta-training yet")
+    workers = meta.pop("workers", 1)
+    name = f"{held_out}-{method}"
+    model_dir, report_dir = root / "models" / "metatrain" / name, root / "reports" / "metatrain" / name
+    for folder in (model_dir, report_dir):
+        shutil.rmtree(folder, ignore_errors=True)
+    _RUN = _Run(
+        held_out, method, params, MetaTrainParams(**meta),
+        load_corpora(root / "data" / "processed", params["corpora"]),
+        WordVectors.load(root / "data" / "embeddings" / "vectors.npz"),
+        BiLSTMConfig(**{k: v for k, v in params["model"].items() if k != "encoder"}),
+        model_dir, report_dir,
+    )
+    shots = shots_list(params["shots"])
+    try:
+        if workers > 1 and len(shots) > 1:
+            # Largest K first: it takes longest.
+            order = sorted(shots, reverse=True)
+            with multiprocessing.get_context("fork").Pool(min(workers, len(shots))) as pool:
+                done = dict(zip(order, pool.map(train_k, order, chunksize=1)))
+        else:
+            done = {k: train_k(k) for k in shots}
+    finally:
+        _RUN = None
+    write_json(report_dir / "metrics.json", {f"K{k}": done[k][0] for k in shots})
+    write_text(report_dir / "curve.csv", curve_csv([row for k in shots for row in done[k][1]]))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--held-out", required=True)
     parser.add_argument("--method", required=True)
     args = parser.parse_args(argv)
     setup_logging()
-    params = load_params()
-    meta = dict(params["meta"])
-    if args.held_out not in meta.pop("held_out") or args.method not in meta.pop("methods"):
-        sys.exit(f"error: {args.held_out}/{args.method} is not in params.yaml meta.held_out/meta.methods")
-    if params["model"].get("encoder", "bilstm") != "bilstm":
-        sys.exit(f"error: model.encoder {params['model']['encoder']!r}: only the BiLSTM encoder is wired into meta-training yet")
-    torch.set_num_threads(params["threads"])
-    name = f"{args.held_out}-{args.method}"
-    model_dir, report_dir = ROOT / "models" / "metatrain" / name, ROOT / "reports" / "metatrain" / name
-    for folder in (model_dir, report_dir):
-        shutil.rmtree(folder, ignore_errors=True)
-    corpora = load_corpora(ROOT / "data" / "processed", params["corpora"])
-    vectors = WordVectors.load(ROOT / "data" / "embeddings" / "vectors.npz")
-    encoder_config = BiLSTMConfig(**{k: v for k, v in params["model"].items() if k != "encoder"})
-    metrics, curve = {}, []
-    for k in shots_list(params["shots"]):
-        log.info("%s: meta-training with K = %d", name, k)
-        train_log = JsonlGzLog()
-        model, result = meta_train(
-            corpora, vectors, args.held_out, args.method, k, MetaTrainParams(**meta), encoder_config,
-            params["seed"], train_log,
-        )
-        model.save(model_dir / f"K{k}.pt", held_out=args.held_out, method=args.method, shots=k)
-        train_log.write(report_dir / "logs" / f"K{k}.jsonl.gz")
-        metrics[f"K{k}"] = result_metrics(result, k, list(model.classifier_domains))
-        curve += [{"shots": k, **row} for row in result.curve]
-        log.info("%s K=%d: val loss %.4f -> %.4f in %d iterations, %.0f s", name, k,
-                 result.initial_val_loss, result.best_val_loss, result.iterations, result.seconds)
-    write_json(report_dir / "metrics.json", metrics)
-    write_text(report_dir / "curve.csv", curve_csv(curve))
+    try:
+        run(load_params(), args.held_out, args.method)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

@@ -65,3 +65,53 @@ def test_checkpoint_reloads_to_identical_predictions(corpora, tiny_vectors, tmp_
 def test_derived_seeds_are_stable_and_distinct():
     assert derive_seed(13, "Disease", "hgda", 10) == derive_seed(13, "Disease", "hgda", 10)
     assert derive_seed(13, "Disease", "hgda", 10) != derive_seed(13, "Disease", "hgda", 5)
+
+
+def _stage_layout(root, tiny_corpora, tiny_vectors, workers: int) -> dict:
+    """Processed corpora and vectors under ``root``, and small params for the stage."""
+    import dataclasses
+
+    from hgda_core.data import save_corpus
+
+    for corpora in tiny_corpora.values():
+        for corpus in corpora:
+            save_corpus(corpus, root / "data" / "processed" / f"{corpus.name}.pkl")
+    tiny_vectors.save(root / "data" / "embeddings" / "vectors.npz")
+    return {
+        "shots": [3, 4], "seed": 7, "threads": 1,
+        "corpora": [c.name for cs in tiny_corpora.values() for c in cs],
+        "model": {"encoder": "bilstm", **dataclasses.asdict(TINY)},
+        "meta": {"held_out": ["Drug"], "methods": ["hgda"], **dataclasses.asdict(FAST), "workers": workers},
+    }
+
+
+def test_stage_outputs_do_not_depend_on_workers(tmp_path, tiny_corpora, tiny_vectors):
+    import hashlib
+    import json
+
+    from stages import metatrain as stage
+
+    outputs = []
+    for workers in (1, 2):
+        root = tmp_path / f"w{workers}"
+        stage.run(_stage_layout(root, tiny_corpora, tiny_vectors, workers), "Drug", "hgda", root)
+        run_dir = root / "reports" / "metatrain" / "Drug-hgda"
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        for entry in metrics.values():
+            entry.pop("seconds")
+        digests = {k: hashlib.sha256((root / "models" / "metatrain" / "Drug-hgda" / f"K{k}.pt").read_bytes()).hexdigest() for k in (3, 4)}
+        logs = {k: read_log(run_dir / "logs" / f"K{k}.jsonl.gz") for k in (3, 4)}
+        outputs.append((metrics, digests, logs, (run_dir / "curve.csv").read_text()))
+    assert set(outputs[0][0]) == {"K3", "K4"}
+    assert outputs[0] == outputs[1]
+
+
+def test_stage_rejects_a_pair_not_in_params(tmp_path, tiny_corpora, tiny_vectors):
+    from stages import metatrain as stage
+
+    params = _stage_layout(tmp_path, tiny_corpora, tiny_vectors, 1)
+    with pytest.raises(ValueError, match="Gene/hgda is not in params.yaml"):
+        stage.run(params, "Gene", "hgda", tmp_path)
+    params["model"]["encoder"] = "bert"
+    with pytest.raises(ValueError, match="only the BiLSTM encoder"):
+        stage.run(params, "Drug", "hgda", tmp_path)
