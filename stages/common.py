@@ -11,9 +11,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_params() -> dict[str, Any]:
-    """The parsed params.yaml of the repository."""
-    return yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+def load_params(root: Path = ROOT) -> dict[str, Any]:
+    """The parsed params.yaml of the repository at ``root``."""
+    return yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
 
 
 def shots_list(value: Any) -> list[int]:

@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hgda_core.download import DownloadError, fetch_corpora
 from hgda_core.io import setup_logging
+from stages.common import ROOT, load_params
 
-ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = ROOT / "data" / "raw"
 CACHE_DIR = ROOT / "data" / "cache"
 MIRROR_ENV = "HGDA_CORPORA_MIRROR"
@@ -42,9 +40,9 @@ class DownloadParams:
     timeout_s: float = 60.0
 
 
-def load_params(path: Path) -> tuple[list[str], DownloadParams]:
-    """Read the corpus list and the ``download`` section."""
-    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+def download_params(root: Path = ROOT) -> tuple[list[str], DownloadParams]:
+    """Read the corpus list and the ``download`` section of ``root``'s params.yaml."""
+    params = load_params(root)
     return list(params["corpora"]), DownloadParams(**(params.get("download") or {}))
 
 
@@ -73,7 +71,7 @@ def run(corpora: list[str], params: DownloadParams, mirror: Path | None) -> dict
 def main() -> None:
     """Entry point: fetch, log the source of each corpus, or exit 1 with a one-line error."""
     setup_logging()
-    corpora, params = load_params(ROOT / "params.yaml")
+    corpora, params = download_params()
     mirror = resolve_mirror(params.mirror, os.environ)
     log.info("mirror: %s; url: %s", mirror or "(none)", params.url or "(none)")
     try:

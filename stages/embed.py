@@ -17,12 +17,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hgda_core import embeddings as emb
 from hgda_core.data import SPLITS, Corpus, load_corpora
 from hgda_core.io import setup_logging, write_json
-from stages.common import ROOT
+from stages.common import ROOT, load_params
 
 COVERAGE_SPLITS = {"all": SPLITS, "test": ("test",)}  # coverage is reported for these
 log = logging.getLogger("stages.embed")
@@ -83,7 +81,7 @@ def build_vectors(
 def main(root: Path = ROOT) -> None:
     setup_logging()
     logging.getLogger("gensim").setLevel(logging.WARNING)
-    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+    params = load_params(root)
     cfg = EmbedParams(**(params.get("embed") or {}))
     corpora = load_corpora(root / "data" / "processed", params["corpora"])
     wv, report = build_vectors(corpora, cfg, params["seed"], root)

@@ -18,15 +18,12 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
-
 from hgda_core.data import Corpus, read_corpus, save_corpus
 from hgda_core.io import setup_logging, write_json, write_text
 from hgda_core.stats import compute_stats, stats_to_dict
 from hgda_core.tables import load_paper_table2, render_table2
-from stages.common import domain_of
+from stages.common import ROOT, domain_of, load_params
 
-ROOT = Path(__file__).resolve().parents[1]
 RAW_DIR = ROOT / "data" / "raw"
 PROCESSED_DIR = ROOT / "data" / "processed"
 REPORTS_DIR = ROOT / "reports"
@@ -57,7 +54,7 @@ def write_reports(corpora: Mapping[str, Corpus]) -> None:
 def main() -> None:
     """Entry point: exit 1 with a one-line error on a bad domain map or corpus file."""
     setup_logging()
-    params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    params = load_params()
     shutil.rmtree(PROCESSED_DIR, ignore_errors=True)
     try:
         domains = domain_of(params["corpora"], params["domains"])

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from stages.download import ROOT as STAGE_ROOT
-from stages.download import DownloadParams, load_params, resolve_mirror
+from stages.download import DownloadParams, download_params, resolve_mirror
 from stages.common import domain_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +124,7 @@ def test_mirror_env_var_overrides_param_and_paths_are_repo_relative() -> None:
 
 
 def test_download_params_of_the_committed_params_yaml() -> None:
-    corpora, params = load_params(ROOT / "params.yaml")
+    corpora, params = download_params(ROOT)
     assert "NCBI-disease" in corpora
     assert isinstance(params, DownloadParams) and params.timeout_s > 0
 
