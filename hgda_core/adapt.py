@@ -290,16 +290,19 @@ def run_adaptation(
 
 
 def summarise(rows: Sequence[dict]) -> dict:
-    """Mean and sample std of F1, P and R per method, corpus and K (``K<k>`` keys)."""
-    groups: dict[tuple[str, str, int], list[dict]] = {}
+    """Mean and sample std of F1, P and R per encoder, method, corpus and K.
+
+    Keys: ``out[encoder][method][corpus]["K<k>"]``.
+    """
+    groups: dict[tuple[str, str, str, int], list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["method"], row["corpus"], int(row["shots"])), []).append(row)
+        groups.setdefault((row["encoder"], row["method"], row["corpus"], int(row["shots"])), []).append(row)
     out: dict = {}
-    for (method, corpus, k), group in groups.items():
+    for (encoder, method, corpus, k), group in groups.items():
         entry: dict = {"n": len(group)}
         for metric in ("f1", "precision", "recall"):
             values = np.array([float(g[metric]) for g in group])
             std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
             entry[metric] = {"mean": round(float(values.mean()), 4), "std": round(std, 4)}
-        out.setdefault(method, {}).setdefault(corpus, {})[f"K{k}"] = entry
+        out.setdefault(encoder, {}).setdefault(method, {}).setdefault(corpus, {})[f"K{k}"] = entry
     return out

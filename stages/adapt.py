@@ -5,9 +5,15 @@ train sentences, every method of ``adapt.methods`` is fine-tuned and scored on t
 split (:mod:`hgda_core.adapt`).  A meta-trained method uses the checkpoint of the run
 that held the corpus's domain out, ``models/metatrain/<domain>-<method>/K<k>.pt``.
 
-Writes ``reports/scores.csv`` (one row per method, corpus, K and repetition) and
-``reports/adapt_metrics.json`` (mean and std of F1, P, R per method, corpus and K), each
-atomically and only once every row is scored.
+Writes ``reports/scores.csv`` (one row per encoder, method, corpus, K and repetition) and
+``reports/adapt_metrics.json`` (mean and std of F1, P, R per encoder, method, corpus and
+K), each atomically and only once every row is scored.
+
+``scores.csv`` accumulates (``persist: true`` in dvc.yaml): a run replaces the rows of
+the (encoder, K) pairs it computes and keeps the other rows of the configured corpora, so
+``dvc exp run -S shots=5`` adds K = 5 beside an earlier K = 10, and a BERT run lands
+beside the BiLSTM rows (issue 6).  ``dvc repro`` with the full ``shots`` list recomputes
+every K of the configured encoder.
 
 Run from the repository root: ``python -m stages.adapt``.
 """
@@ -144,6 +150,35 @@ def adapt_all(params: dict[str, Any], root: Path = ROOT, progress: bool = True) 
     return rows
 
 
+def kept_rows(path: Path, corpora: list[str], replaced: set[tuple[str, int]]) -> list[dict]:
+    """Rows of an earlier ``scores.csv`` that this run keeps: those of the configured
+    ``corpora`` whose (encoder, K) is not in ``replaced``.  Values stay as written.
+
+    Raises:
+        ValueError: when the file's header is not :data:`COLUMNS` or a row is malformed.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ValueError(f"{path}:1: header {','.join(reader.fieldnames or ())!r} is not the expected "
+                             f"{','.join(COLUMNS)!r}; move the file away to start afresh")
+        kept = []
+        for line, row in enumerate(reader, start=2):
+            if None in row or None in row.values() or not row["shots"].isdigit():
+                raise ValueError(f"{path}:{line}: expected {len(COLUMNS)} fields with an integer K, got {row}")
+            if row["corpus"] in corpora and (row["encoder"], int(row["shots"])) not in replaced:
+                kept.append(row)
+    return kept
+
+
+def merge_rows(kept: list[dict], rows: list[dict]) -> list[dict]:
+    """Earlier rows and this run's in one order: by encoder, then K, then as they came."""
+    merged = kept + rows
+    return sorted(merged, key=lambda r: (r["encoder"] != "bilstm", r["encoder"], int(r["shots"])))
+
+
 def write_reports(rows: list[dict], root: Path = ROOT) -> None:
     write_text(root / "reports" / "scores.csv", scores_csv(rows))
     write_json(root / "reports" / "adapt_metrics.json", summarise(rows))
@@ -152,9 +187,13 @@ def write_reports(rows: list[dict], root: Path = ROOT) -> None:
 def run(params: dict[str, Any], root: Path = ROOT, progress: bool = True) -> None:
     """Score every row, then write both reports (nothing is written if a row fails)."""
     torch.set_num_threads(params["threads"])
+    encoder = params["model"].get("encoder", "bilstm")
+    replaced = {(encoder, k) for k in shots_list(params["shots"])}
+    kept = kept_rows(root / "reports" / "scores.csv", params["corpora"], replaced)  # fail before the work
     rows = adapt_all(params, root, progress)
-    write_reports(rows, root)
-    log.info("wrote %d rows to reports/scores.csv and reports/adapt_metrics.json", len(rows))
+    write_reports(merge_rows(kept, rows), root)
+    log.info("wrote %d new rows (%d kept from earlier runs) to reports/scores.csv and reports/adapt_metrics.json",
+             len(rows), len(kept))
 
 
 def main() -> None:

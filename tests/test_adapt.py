@@ -161,7 +161,7 @@ def test_run_adaptation_rows(checkpoint, tiny_vectors, tiny_corpora) -> None:
     for r in range(3):  # paired design: one draw per repetition, whatever the method
         assert len({row["sample"] for row in rows if row["repetition"] == r}) == 1
     assert _same(before, _state(pretrained))  # the loaded checkpoint is never modified
-    summary = summarise(rows)
+    summary = summarise(rows)["bilstm"]
     assert summary["scratch"]["disease-corpus"]["K5"]["n"] == 3
     assert set(summary["hgda"]["disease-corpus"]["K5"]["f1"]) == {"mean", "std"}
 
@@ -211,8 +211,55 @@ def test_stage_writes_scores_and_metrics(layout) -> None:
     assert len(rows) == 2 * 2 * 2  # K × repeats × methods
     assert {r["model"] for r in rows} == {"BiLSTM-CRF (word vectors 8-d)"}
     metrics = json.loads((root / "reports" / "adapt_metrics.json").read_text())
-    assert set(metrics) == {"hgda", "scratch"}
-    assert set(metrics["hgda"]["disease-corpus"]) == {"K5", "K10"}
+    assert set(metrics) == {"bilstm"}
+    assert set(metrics["bilstm"]) == {"hgda", "scratch"}
+    assert set(metrics["bilstm"]["hgda"]["disease-corpus"]) == {"K5", "K10"}
+
+
+def _read_rows(root: Path) -> list[dict]:
+    with open(root / "reports" / "scores.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_scores_accumulate_over_runs_of_other_k(layout) -> None:
+    """A run replaces the rows of its (encoder, K) and keeps the others (persist: true)."""
+    root, params = layout
+    params["shots"] = 10
+    stage.run(params, root, progress=False)
+    k10 = [r for r in _read_rows(root) if r["shots"] == "10"]
+    params["shots"], params["adapt"]["repeats"] = [5], 3
+    stage.run(params, root, progress=False)
+    rows = _read_rows(root)
+    assert [r for r in rows if r["shots"] == "10"] == k10  # kept verbatim
+    assert sorted({r["repetition"] for r in rows if r["shots"] == "5"}) == ["0", "1", "2"]
+    # Another encoder's rows of the same K are kept too; rows of a corpus no longer run are not.
+    other = {**k10[0], "encoder": "bert", "shots": "5"}
+    gone = {**k10[0], "corpus": "dropped-corpus"}
+    with open(root / "reports" / "scores.csv", "a", newline="") as fh:
+        csv.DictWriter(fh, list(COLUMNS), lineterminator="\n").writerows([other, gone])
+    params["adapt"]["repeats"] = 1
+    stage.run(params, root, progress=False)
+    rows = _read_rows(root)
+    assert [r["repetition"] for r in rows if r["shots"] == "5" and r["encoder"] == "bilstm"] == ["0", "0"]
+    assert rows[-1] == other and len([r for r in rows if r["shots"] == "10"]) == len(k10)
+    assert "dropped-corpus" not in {r["corpus"] for r in rows}
+    metrics = json.loads((root / "reports" / "adapt_metrics.json").read_text())
+    assert set(metrics) == {"bilstm", "bert"}
+    assert set(metrics["bilstm"]["hgda"]["disease-corpus"]) == {"K5", "K10"}
+
+
+def test_a_malformed_earlier_scores_file_is_named_before_any_work(layout, monkeypatch) -> None:
+    root, params = layout
+    (root / "reports").mkdir()
+    path = root / "reports" / "scores.csv"
+    path.write_text("encoder,model\nold,rows\n")
+    monkeypatch.setattr(stage, "adapt_all", lambda *a, **k: pytest.fail("adapted before checking the file"))
+    with pytest.raises(ValueError, match=r"scores\.csv:1: header 'encoder,model' is not the expected"):
+        stage.run(params, root, progress=False)
+    path.write_text(",".join(COLUMNS) + "\n" + "bilstm,m,hgda,disease-corpus,Disease,ten\n")
+    with pytest.raises(ValueError, match=r"scores\.csv:2: expected 16 fields"):
+        stage.run(params, root, progress=False)
+    assert path.read_text().endswith("ten\n")  # left as it was
 
 
 def test_rows_do_not_depend_on_the_number_of_workers(layout) -> None:
@@ -228,7 +275,7 @@ def test_rows_do_not_depend_on_the_number_of_workers(layout) -> None:
 
 def test_interrupted_stage_leaves_the_old_scores_intact(layout, monkeypatch) -> None:
     root, params = layout
-    old = "encoder,model\nold,rows\n"
+    old = ",".join(COLUMNS) + "\n"
     (root / "reports").mkdir()
     (root / "reports" / "scores.csv").write_text(old)
     calls = {"n": 0}
