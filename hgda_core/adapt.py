@@ -12,7 +12,9 @@ samples"):
 3. decode the whole test split and score entities (:func:`evaluate`).
 
 ``scratch`` is the same tagger from random initialisation, trained on the K sentences
-alone (what K annotated sentences give without any source domain).
+alone (what K annotated sentences give without any source domain).  ``bert_finetune``
+(the paper's BioBERT baseline) is the pre-trained BERT encoder with a fresh tag head and
+no meta-training; the caller passes it in ``pretrained`` like a checkpoint.
 
 Paired design: the draw of repetition r depends only on (seed, corpus, K, r), and so do
 the fresh decoder's initialisation and the dropout masks of fine-tuning — every method
@@ -31,17 +33,18 @@ import numpy as np
 import torch
 
 from hgda_core.data import Corpus, Sentence
-from hgda_core.embeddings import WordVectors
 from hgda_core.metatrain import derive_seed
 from hgda_core.metrics import entity_scores
-from hgda_core.models import BiLSTMConfig, Tagger, build_tagger
+from hgda_core.models import Tagger, TaggerFactory
 from hgda_core.optim import linear_schedule, scaled_lr, sgd
 
 SAMPLINGS: tuple[str, ...] = ("uniform", "with_entity")
 SCRATCH = "scratch"
+BERT_FINETUNE = "bert_finetune"
+"""The paper's BioBERT baseline: the pre-trained BERT, a fresh tag head, no meta-training."""
 COLUMNS: tuple[str, ...] = (
     "encoder", "model", "method", "corpus", "domain", "shots", "repetition",
-    "precision", "recall", "f1", "tp", "fp", "fn", "sample_entities", "sample", "seconds",
+    "precision", "recall", "f1", "tp", "fp", "fn", "sample_entities", "sample", "test_sentences", "seconds",
 )
 """Columns of a score row, in order (one row per encoder, method, corpus, K, repetition)."""
 
@@ -61,6 +64,7 @@ class AdaptConfig:
     sampling: str = "uniform"
     eval_batch_size: int = 256
     workers: int = 2
+    test_sentences: int = 0
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLINGS:
@@ -146,6 +150,7 @@ def fine_tune(
     weight_decay: float = 1e-6,
     grad_clip: float | None = 5.0,
     seed: int = 0,
+    theta_lr: float | None = None,
 ) -> Tagger:
     """Adapt a copy of ``model`` to ``domain`` on the K ``sentences`` (sequence encoder adaptation, §4.2).
 
@@ -164,6 +169,8 @@ def fine_tune(
         momentum, weight_decay, grad_clip: Appendix values 0.9, 1e-6, 5.
         seed: seeds the new decoder and the dropout masks; the global torch generator
             is left as it was.
+        theta_lr: the encoder's own initial rate (BERT: 1e-5 scaled by eq. 3, Appendix);
+            None: the encoder and the new decoder both use ``lr``.
 
     Returns:
         The adapted copy, in eval mode.
@@ -174,8 +181,10 @@ def fine_tune(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         decoder = adapted.add_decoder(domain)
-        params = [p for p in adapted.encoder.parameters() if p.requires_grad] + list(decoder.parameters())
-        optimizer = sgd(params, lr, momentum, weight_decay)
+        encoder = [p for p in adapted.encoder.parameters() if p.requires_grad]
+        params = encoder + list(decoder.parameters())
+        groups = [{"params": encoder, "lr": lr if theta_lr is None else theta_lr}, {"params": list(decoder.parameters())}]
+        optimizer = sgd(groups, lr, momentum, weight_decay)
         scheduler = linear_schedule(optimizer, steps)
         batch = adapted.task_batch(sentences, [], domain)
         adapted.train()
@@ -190,9 +199,20 @@ def fine_tune(
     return adapted.eval()
 
 
-def adaptation_lr(config: AdaptConfig, k: int) -> float:
-    """Eq. 3: the fine-tuning learning rate for K sentences."""
-    return scaled_lr(config.default_lr, k, config.reference_k)
+def adaptation_lr(config: AdaptConfig, k: int, default_lr: float | None = None) -> float:
+    """Eq. 3: the fine-tuning learning rate for K sentences (from ``default_lr`` if given)."""
+    return scaled_lr(config.default_lr if default_lr is None else default_lr, k, config.reference_k)
+
+
+def scored_test_indices(corpus: Corpus, size: int, seed: int) -> list[int]:
+    """Indices of the test sentences scored: all when ``size`` is 0 or covers the split,
+    else a seeded sample of ``size`` — the same for every method, K and draw (the
+    ``bert_cpu`` profile's reduction; stated in the tables' captions)."""
+    n = len(corpus["test"])
+    if size <= 0 or size >= n:
+        return list(range(n))
+    rng = np.random.default_rng(derive_seed(seed, "test-subset", corpus.name, size))
+    return sorted(int(i) for i in rng.choice(n, size=size, replace=False))
 
 
 def evaluate(model: Tagger, domain: str, test_sentences: Sequence[Sentence], batch_size: int = 256) -> dict:
@@ -201,13 +221,14 @@ def evaluate(model: Tagger, domain: str, test_sentences: Sequence[Sentence], bat
     return entity_scores([s.tags for s in test_sentences], pred).as_dict()
 
 
-def scratch_builder(vectors: WordVectors, config: BiLSTMConfig) -> Callable[[int], Tagger]:
-    """``seed → tagger``: the BiLSTM-CRF from random initialisation, with no decoder yet."""
+def scratch_builder(factory: TaggerFactory) -> Callable[[int], Tagger]:
+    """``seed → tagger``: a tagger of ``factory``'s architecture from random
+    initialisation (seeded), with no decoder yet."""
 
     def build(seed: int) -> Tagger:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return build_tagger(vectors, config, [], [])
+            return factory([], [])
 
     return build
 
@@ -224,6 +245,7 @@ def run_adaptation(
     encoder: str = "bilstm",
     on_row: Callable[[dict], None] | None = None,
     repetitions: Sequence[int] | None = None,
+    theta_lr: float | None = None,
 ) -> list[dict]:
     """Adapt every method to ``corpus`` with K sentences, ``config.repeats`` times.
 
@@ -242,6 +264,8 @@ def run_adaptation(
         on_row: called with each row as soon as it is scored (progress, logging).
         repetitions: the draws r to run (default: all ``config.repeats``); a draw
             depends only on (seed, corpus, K, r), so any subset gives the same rows.
+        theta_lr: the encoder's own default learning rate (BERT: 1e-5 at K = 32),
+            scaled by eq. 3; None: θ uses ``config.default_lr`` like the decoder.
 
     Returns:
         One row per repetition × method (repetitions outer), keys :data:`COLUMNS`.
@@ -251,8 +275,10 @@ def run_adaptation(
             raise ValueError("method 'scratch' needs a scratch builder")
         if method != SCRATCH and method not in pretrained:
             raise ValueError(f"no meta-trained tagger for method {method!r} (target {corpus.name})")
-    train, test = corpus["train"], corpus["test"]
+    train = corpus["train"]
+    test = [corpus["test"][i] for i in scored_test_indices(corpus, config.test_sentences, seed)]
     lr = adaptation_lr(config, k)
+    encoder_lr = None if theta_lr is None else adaptation_lr(config, k, theta_lr)
     rows: list[dict] = []
     for r in range(config.repeats) if repetitions is None else repetitions:
         sample = draw_for(corpus, k, r, seed, config.sampling)
@@ -267,7 +293,7 @@ def run_adaptation(
                 base = pretrained[method]
             adapted = fine_tune(
                 base, corpus.domain, sentences, config.steps, lr, config.momentum,
-                config.weight_decay, config.grad_clip, tune_seed,
+                config.weight_decay, config.grad_clip, tune_seed, encoder_lr,
             )
             scores = evaluate(adapted, corpus.domain, test, config.eval_batch_size)
             row = {
@@ -281,6 +307,7 @@ def run_adaptation(
                 **{key: round(v, 6) if isinstance(v, float) else v for key, v in scores.items()},
                 "sample_entities": sum(s.n_mentions for s in sentences),
                 "sample": " ".join(map(str, sample)),
+                "test_sentences": len(test),
                 "seconds": round(time.perf_counter() - start, 3),
             }
             rows.append({c: row[c] for c in COLUMNS})

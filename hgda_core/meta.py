@@ -43,6 +43,9 @@ class MetaConfig:
         gradient: ``first_order`` or ``implicit``.
         implicit_reg: the proximal strength of iMAML.
         cg_steps: conjugate-gradient iterations of iMAML.
+        theta_lr_scale: the encoder θ's inner rate is ``beta · theta_lr_scale`` (1 for
+            the BiLSTM; BERT's 1e-5 / default_lr, Appendix); the outer optimiser holds
+            the same ratio in its parameter groups (:func:`hgda_core.metatrain.meta_train`).
     """
 
     alpha: float = 1e-2
@@ -55,6 +58,7 @@ class MetaConfig:
     gradient: Literal["first_order", "implicit"] = "first_order"
     implicit_reg: float = 1.0
     cg_steps: int = 5
+    theta_lr_scale: float = 1.0
 
     @property
     def cls_grad_scale(self) -> float:
@@ -141,12 +145,13 @@ class MetaLearner:
         start = params if params is not None else self.task_params(batch.domain)
         fast = start
         beta, reg = self.config.beta, self.config.implicit_reg
+        rate = {n: beta * (self.config.theta_lr_scale if param_group(n) == "theta" else 1.0) for n in start}
         implicit = self.config.gradient == "implicit"
         for _ in range(self.config.adaptation_steps):
             lab, cls = self.losses(fast, batch, batch.support, batch.query)
             grads = self._grads(lab + cls, fast)
             fast = {
-                n: (p - beta * (grads[n] + (reg * (p - start[n]) if implicit else 0.0))).detach().requires_grad_()
+                n: (p - rate[n] * (grads[n] + (reg * (p - start[n]) if implicit else 0.0))).detach().requires_grad_()
                 for n, p in fast.items()
             }
         return fast

@@ -20,12 +20,11 @@ from typing import Mapping, Sequence
 import torch
 
 from hgda_core.data import Corpus
-from hgda_core.embeddings import WordVectors
 from hgda_core.io import atomic_write
 from hgda_core.meta import MetaConfig, MetaLearner
 from hgda_core.methods import method_spec
-from hgda_core.models import BiLSTMConfig, Tagger, build_tagger
-from hgda_core.optim import linear_schedule, scaled_lr, sgd
+from hgda_core.models import Tagger, TaggerFactory
+from hgda_core.optim import linear_schedule, param_groups, scaled_lr, sgd
 from hgda_core.sampler import TaskSampler
 from hgda_core.trainer import TrainConfig, TrainResult, train
 from hgda_core.transfer import TransferLearner
@@ -98,39 +97,47 @@ def read_log(path: str | Path) -> list[dict]:
 
 def meta_train(
     corpora: Mapping[str, Corpus],
-    vectors: WordVectors,
+    factory: TaggerFactory,
     held_out: str,
     method: str,
     k: int,
     params: MetaTrainParams,
-    encoder_config: BiLSTMConfig,
     seed: int,
     log: JsonlGzLog | None = None,
     progress: bool = True,
+    theta_lr: float | None = None,
+    device: torch.device | str = "cpu",
+    amp: bool = False,
 ) -> tuple[Tagger, TrainResult]:
     """Meta-train ``method`` on every domain but ``held_out`` with tasks of size K.
 
     Args:
         corpora: processed corpora by name (the held-out domain's are ignored).
-        vectors: word vectors of the encoder.
+        factory: builds the tagger (:meth:`hgda_core.models.ModelSpec.factory`).
         held_out: the target domain, unseen during training.
         method: ``hgda``, ``hgda_nes``, ``metaner`` or ``transfer``.
         k: support/query size; α = β by eq. 3.
         params: the ``meta`` params.
-        encoder_config: BiLSTM sizes.
         seed: master seed; the model, sampler and validation tasks derive from it.
         log: receives each iteration's record.
+        progress: show a progress bar.
+        theta_lr: the encoder's own default learning rate (BERT: 1e-5 at K = 32,
+            Appendix), scaled by eq. 3 like ``params.default_lr``; None: θ uses
+            ``params.default_lr`` too (BiLSTM).
+        device: where to train; ``amp``: bfloat16 autocast of the encoder on CUDA.
     """
     spec = method_spec(method)
     sources = source_domains(corpora, held_out)
     domains = sorted(sources)
     torch.manual_seed(derive_seed(seed, held_out, method, k, "init"))
-    model = build_tagger(vectors, encoder_config, domains, domains)
+    model = factory(domains, domains).to(device)
+    model.amp = amp
     ne_only = params.ne_only_sets if spec.ne_only else "none"
     sampler = TaskSampler(sources, "train", k, ne_only, derive_seed(seed, held_out, method, k, "tasks"))
     # The same validation tasks for every method: the seed omits the method.
     val_tasks = TaskSampler(sources, "devel", k, "none", derive_seed(seed, held_out, k, "val")).fixed_tasks(params.val_tasks)
     lr = scaled_lr(params.default_lr, k, params.reference_k)
+    theta = lr if theta_lr is None else scaled_lr(theta_lr, k, params.reference_k)
     config = MetaConfig(
         alpha=lr,
         beta=lr,
@@ -142,9 +149,9 @@ def meta_train(
         gradient=params.gradient,  # type: ignore[arg-type]
         implicit_reg=params.implicit_reg,
         cg_steps=params.cg_steps,
+        theta_lr_scale=theta / lr,
     )
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = sgd(trainable, lr, params.momentum, params.weight_decay)
+    optimizer = sgd(param_groups(model.named_parameters(), lr, theta), lr, params.momentum, params.weight_decay)
     scheduler = linear_schedule(optimizer, params.max_iterations)
     learner_cls = TransferLearner if spec.learner == "transfer" else MetaLearner
     learner = learner_cls(model, config, optimizer, scheduler, params.grad_clip)

@@ -16,7 +16,17 @@ def scaled_lr(default_lr: float, k: int, reference_k: int = 32) -> float:
     return default_lr * math.sqrt(k / reference_k)
 
 
-def sgd(params: Iterable[nn.Parameter], lr: float, momentum: float = 0.9, weight_decay: float = 1e-6) -> torch.optim.SGD:
+def param_groups(named: Iterable[tuple[str, nn.Parameter]], lr: float, theta_lr: float | None = None) -> list[dict]:
+    """Optimiser groups: the encoder θ (``encoder.*``) at ``theta_lr`` when given (BERT's
+    1e-5 scaled by eq. 3, Appendix), every other trainable weight at ``lr``."""
+    theta, rest = [], []
+    for name, p in named:
+        if p.requires_grad:
+            (theta if name.startswith("encoder.") else rest).append(p)
+    return [{"params": theta, "lr": lr if theta_lr is None else theta_lr}, {"params": rest, "lr": lr}]
+
+
+def sgd(params: Iterable[nn.Parameter] | Iterable[dict], lr: float, momentum: float = 0.9, weight_decay: float = 1e-6) -> torch.optim.SGD:
     """SGD with the Appendix's momentum (0.9) and weight decay (1e-6)."""
     return torch.optim.SGD(list(params), lr=lr, momentum=momentum, weight_decay=weight_decay)
 

@@ -69,11 +69,14 @@ class ReportConfig:
         alpha: family-wise level of the Holm-corrected tests.
         show_std: add "± std over repetitions" to the cells of Tables 3–5.
         table1_method: the method whose meta-training logs Table 1 and the hardness plot read.
+        table1_encoder: the encoder of those logs and of the meta-training curves
+            (``reports/metatrain/<encoder>/``).
     """
 
     alpha: float = 0.05
     show_std: bool = False
     table1_method: str = "hgda"
+    table1_encoder: str = "bilstm"
 
 
 def write_csv(path: str | Path, frame: pd.DataFrame) -> None:

@@ -21,7 +21,7 @@ from hgda_core.tables import max_mask, to_latex, to_markdown
 
 SCORE_COLUMNS: tuple[str, ...] = (
     "encoder", "model", "method", "corpus", "domain", "shots", "repetition",
-    "precision", "recall", "f1", "tp", "fp", "fn", "sample_entities", "sample", "seconds",
+    "precision", "recall", "f1", "tp", "fp", "fn", "sample_entities", "sample", "test_sentences", "seconds",
 )  # fmt: skip
 """Columns of ``reports/scores.csv``, in order."""
 
@@ -93,6 +93,7 @@ class ResultsTable:
     domains: dict[str, str]
     repetitions: tuple[int, int] = (0, 0)  # fewest and most repetitions in a cell
     notes: list[str] = field(default_factory=list)
+    protocols: dict[str, str] = field(default_factory=dict)  # encoder → how its rows were run, if not as the others
 
     @property
     def value_columns(self) -> list[str]:
@@ -108,6 +109,35 @@ class ResultsTable:
             else:
                 groups.append((domain, 1))
         return groups + [("", 1)]
+
+
+def protocol_notes(scores: pd.DataFrame) -> dict[str, str]:
+    """Encoder → how its rows differ from the full protocol, e.g. the ``bert_cpu``
+    profile's fewer repetitions and seeded test subset (for the captions).
+
+    An encoder's rows are on a test subset when they score fewer test sentences of a
+    corpus than another encoder's rows (column ``test_sentences``, when present).
+    """
+    notes: dict[str, str] = {}
+    if len(scores) == 0:
+        return notes
+    reps = scores.groupby(["encoder", "method", "corpus", "shots"])["repetition"].nunique().groupby("encoder")
+    most = int(scores.groupby(["encoder", "method", "corpus", "shots"])["repetition"].nunique().max())
+    largest = scores.groupby("corpus")["test_sentences"].max() if "test_sentences" in scores else None
+    for encoder, group in scores.groupby("encoder"):
+        parts = []
+        low, high = int(reps.get_group(encoder).min()), int(reps.get_group(encoder).max())
+        if high < most:
+            parts.append(f"{low if low == high else f'{low} to {high}'} repetitions")
+        if largest is not None:
+            sizes = group.groupby("corpus")["test_sentences"].max()
+            if (sizes < largest.reindex(sizes.index)).any():
+                parts.append(f"scored on a seeded subset of {int(sizes.min()):,}"
+                             f"{'' if sizes.min() == sizes.max() else f' to {int(sizes.max()):,}'} sentences of each "
+                             "test split (the bert_cpu profile; the other rows use the whole test splits)")  # fmt: skip
+        if parts:
+            notes[str(encoder)] = "; ".join(parts)
+    return notes
 
 
 def missing_notes(
@@ -181,7 +211,7 @@ def results_table(
         notes.append("—: no result for that cell.")
     if reps[0] != reps[1]:
         notes.append(f"Cells are means over {reps[0]} to {reps[1]} repetitions.")
-    return ResultsTable(metric, frame, std_frame, keys, corpora, domains, reps, notes)
+    return ResultsTable(metric, frame, std_frame, keys, corpora, domains, reps, notes, protocol_notes(scores))
 
 
 def best_mask(table: ResultsTable) -> pd.DataFrame:
@@ -235,7 +265,8 @@ def results_caption(table: ResultsTable, models: Mapping[str, str], alpha: float
     parts.append("Best of each K and column in bold (ties all bold). Overall: the mean over the corpora shown.")
     for encoder in dict.fromkeys(e for _, _, e in table.keys):
         who = "Rows marked * use" if encoder == "bert" else "Unmarked rows use"
-        parts.append(f"{who} the {ENCODER_LABELS.get(encoder, encoder)} encoder: {models.get(encoder, encoder)}.")
+        protocol = f"; {table.protocols[encoder]}" if encoder in table.protocols else ""
+        parts.append(f"{who} the {ENCODER_LABELS.get(encoder, encoder)} encoder: {models.get(encoder, encoder)}{protocol}.")
     marked = [b for b in MARKS if b in {m for _, m, _ in table.keys}] if table.metric == "f1" else []
     if marked:
         symbols = " / ".join(MARKS[b][2] if latex else MARKS[b][0] for b in marked)

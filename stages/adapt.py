@@ -3,7 +3,11 @@
 For each corpus in ``corpora``, each K in ``shots`` and ``adapt.repeats`` draws of K
 train sentences, every method of ``adapt.methods`` is fine-tuned and scored on the test
 split (:mod:`hgda_core.adapt`).  A meta-trained method uses the checkpoint of the run
-that held the corpus's domain out, ``models/metatrain/<domain>-<method>/K<k>.pt``.
+that held the corpus's domain out, ``models/metatrain/<encoder>/<domain>-<method>/K<k>.pt``;
+``scratch`` starts from random weights; ``bert_finetune`` (the paper's BioBERT baseline,
+``model.encoder: bert`` only) from the pre-trained BERT with a fresh tag head.  With BERT
+on a CPU the ``bert_cpu`` profile's ``adapt`` reductions apply (fewer draws, a seeded
+subset of each test split; :func:`stages.common.effective_params`).
 
 Writes ``reports/scores.csv`` (one row per encoder, method, corpus, K and repetition) and
 ``reports/adapt_metrics.json`` (mean and std of F1, P, R per encoder, method, corpus and
@@ -32,12 +36,13 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from hgda_core.adapt import COLUMNS, SCRATCH, AdaptConfig, run_adaptation, scratch_builder, summarise
+from hgda_core.adapt import BERT_FINETUNE, COLUMNS, SCRATCH, AdaptConfig, run_adaptation, scratch_builder, summarise
 from hgda_core.data import Corpus, load_corpora
+from hgda_core.device import resolve_device, use_amp
 from hgda_core.embeddings import WordVectors
 from hgda_core.io import setup_logging, write_json, write_text
-from hgda_core.models import BiLSTMConfig, Tagger, load_tagger
-from stages.common import ROOT, domain_of, load_params, shots_list
+from hgda_core.models import ModelSpec, Tagger, load_model
+from stages.common import ROOT, domain_of, effective_params, load_params, shots_list
 
 log = logging.getLogger("stages.adapt")
 
@@ -71,6 +76,8 @@ class _Job:
     scratch: Callable[[int], Tagger]
     label: str
     encoder: str
+    theta_lr: float | None
+    finetune_base: Tagger | None
 
 
 _JOB: _Job | None = None  # set in the parent, inherited by forked workers
@@ -83,36 +90,58 @@ def _run_unit(unit: tuple[str, int, int]) -> list[dict]:
     name, k, r = unit
     corpus = _JOB.corpora[name]
     methods = _JOB.config.methods
-    pretrained = {m: _JOB.checkpoints[(corpus.domain, m, k)] for m in methods if m != SCRATCH}
+    pretrained = {m: _JOB.checkpoints[(corpus.domain, m, k)] for m in methods if m not in (SCRATCH, BERT_FINETUNE)}
+    if _JOB.finetune_base is not None:
+        pretrained[BERT_FINETUNE] = _JOB.finetune_base
     return run_adaptation(
         corpus, k, methods, pretrained, _JOB.config, _JOB.params["seed"], _JOB.label,
-        _JOB.scratch, _JOB.encoder, repetitions=[r],
+        _JOB.scratch, _JOB.encoder, repetitions=[r], theta_lr=_JOB.theta_lr,
     )
 
 
 def load_job(params: dict[str, Any], root: Path = ROOT) -> _Job:
-    """Load every corpus and checkpoint the stage needs, once."""
+    """Load every corpus and checkpoint the stage needs, once (``params`` effective)."""
     config = AdaptConfig(**params["adapt"])
-    encoder = params["model"].get("encoder", "bilstm")
-    if encoder != "bilstm":
-        raise ValueError(f"model.encoder {encoder!r}: only the BiLSTM encoder is implemented")
+    spec = ModelSpec.from_params(params["model"])
+    if BERT_FINETUNE in config.methods and spec.encoder != "bert":
+        raise ValueError(f"method {BERT_FINETUNE} needs model.encoder: bert (it fine-tunes the pre-trained BERT)")
+    device = resolve_device(params.get("device", "auto"))
+    amp = use_amp(device, params.get("amp", True))
+    if device.type != "cpu":
+        config.workers = 1  # no fork after CUDA
     domains = domain_of(params["corpora"], params["domains"])
     corpora = load_corpora(root / "data" / "processed", params["corpora"])
     for name, corpus in corpora.items():
         if corpus.domain != domains[name]:
             raise ValueError(f"{name}: processed as domain {corpus.domain}, params say {domains[name]}; re-run stage prepare")
-    vectors = WordVectors.load(root / "data" / "embeddings" / "vectors.npz")
-    encoder_config = BiLSTMConfig(**{k: v for k, v in params["model"].items() if k != "encoder"})
+    vectors = WordVectors.load(root / "data" / "embeddings" / "vectors.npz") if spec.encoder == "bilstm" else None
     checkpoints: dict[tuple[str, str, int], Tagger] = {}
     for domain in sorted({c.domain for c in corpora.values()}):
-        for method in (m for m in config.methods if m != SCRATCH):
+        for method in (m for m in config.methods if m not in (SCRATCH, BERT_FINETUNE)):
             for k in shots_list(params["shots"]):
-                path = root / "models" / "metatrain" / f"{domain}-{method}" / f"K{k}.pt"
+                path = root / "models" / "metatrain" / spec.encoder / f"{domain}-{method}" / f"K{k}.pt"
                 if not path.is_file():
                     raise FileNotFoundError(f"{path}: no checkpoint; run stage metatrain@{domain}-{method} first")
-                checkpoints[(domain, method, k)] = load_tagger(path, vectors)
-    return _Job(params, config, corpora, checkpoints, scratch_builder(vectors, encoder_config),
-                model_label(root, vectors.dim), encoder)
+                checkpoints[(domain, method, k)] = load_model(path, vectors).to(device)
+    for model in checkpoints.values():
+        model.amp = amp
+    finetune_base = None
+    if BERT_FINETUNE in config.methods:
+        finetune_base = spec.factory(None)([], []).to(device)
+        finetune_base.amp = amp
+
+    build_scratch = scratch_builder(spec.factory(vectors, pretrained=False))
+
+    def scratch(seed: int) -> Tagger:
+        model = build_scratch(seed).to(device)
+        model.amp = amp
+        return model
+
+    if spec.encoder == "bilstm":
+        label = model_label(root, vectors.dim)  # type: ignore[union-attr]
+    else:
+        label = (finetune_base or next(iter(checkpoints.values()))).encoder.label  # type: ignore[union-attr]
+    return _Job(params, config, corpora, checkpoints, scratch, label, spec.encoder, spec.theta_lr, finetune_base)
 
 
 def adapt_all(params: dict[str, Any], root: Path = ROOT, progress: bool = True) -> list[dict]:
@@ -187,6 +216,7 @@ def write_reports(rows: list[dict], root: Path = ROOT) -> None:
 def run(params: dict[str, Any], root: Path = ROOT, progress: bool = True) -> None:
     """Score every row, then write both reports (nothing is written if a row fails)."""
     torch.set_num_threads(params["threads"])
+    params = effective_params(params)
     encoder = params["model"].get("encoder", "bilstm")
     replaced = {(encoder, k) for k in shots_list(params["shots"])}
     kept = kept_rows(root / "reports" / "scores.csv", params["corpora"], replaced)  # fail before the work

@@ -108,7 +108,7 @@ def adaptation_seconds(corpora: dict, vectors: WordVectors, repeat: int) -> dict
     from hgda_core.data import load_corpus
     from hgda_core.models import load_tagger
 
-    path = ROOT / "models" / "metatrain" / "Disease-hgda" / "K10.pt"
+    path = ROOT / "models" / "metatrain" / "bilstm" / "Disease-hgda" / "K10.pt"
     if not path.is_file():
         return {"adapt_note": f"{path.relative_to(ROOT)} missing: run metatrain with K = 10 first"}
     corpus = corpora.get("NCBI-disease") or load_corpus(ROOT / "data" / "processed" / "NCBI-disease.pkl")
@@ -153,7 +153,7 @@ def pipeline_figures() -> dict:
     import csv
 
     out: dict = {}
-    runs = sorted((ROOT / "reports" / "metatrain").glob("*/metrics.json"))
+    runs = sorted((ROOT / "reports" / "metatrain" / "bilstm").glob("*/metrics.json"))
     if runs:
         seconds = [v["seconds"] for p in runs for v in json.loads(p.read_text()).values()]
         out["metatrain_models"] = len(seconds)

@@ -1,4 +1,5 @@
-"""What every stage script shares: the repository root, params.yaml, the `shots` list."""
+"""What every stage script shares: the repository root, params.yaml, the `shots` list,
+the domain map and the ``bert_cpu`` profile."""
 
 from __future__ import annotations
 
@@ -40,3 +41,26 @@ def domain_of(corpora: Sequence[str], domains: Mapping[str, Sequence[str]]) -> d
         if len(owners[name]) > 1:
             raise ValueError(f"corpus {name} is in several domains: {', '.join(owners[name])}")
     return {name: owners[name][0] for name in corpora}
+
+
+def bert_cpu_active(params: Mapping[str, Any]) -> bool:
+    """Whether the ``bert_cpu`` reductions apply: BERT on a CPU (``profile: auto``),
+    always (``on``) or never (``off``)."""
+    from hgda_core.device import resolve_device
+
+    profile = str((params.get("bert_cpu") or {}).get("profile", "auto"))
+    if profile not in ("auto", "on", "off"):
+        raise ValueError(f"bert_cpu.profile must be auto, on or off, got {profile!r}")
+    if params["model"].get("encoder", "bilstm") != "bert" or profile == "off":
+        return False
+    return profile == "on" or resolve_device(params.get("device", "auto")).type == "cpu"
+
+
+def effective_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` with the ``bert_cpu`` profile's ``meta`` and ``adapt`` keys laid over
+    those sections when the profile is active (:func:`bert_cpu_active`)."""
+    out = {key: dict(value) if isinstance(value, Mapping) else value for key, value in params.items()}
+    if bert_cpu_active(params):
+        for section in ("meta", "adapt"):
+            out[section].update((params["bert_cpu"] or {}).get(section) or {})
+    return out

@@ -1,8 +1,10 @@
 """Stage ``metatrain@<held_out>-<method>``: meta-train one method with one domain held out.
 
-For every K in ``shots`` it writes ``models/metatrain/<held_out>-<method>/K<k>.pt``
-(DVC cache), the training log ``reports/metatrain/<held_out>-<method>/logs/K<k>.jsonl.gz``,
-the learning curve ``.../curve.csv`` and the metrics ``.../metrics.json``.
+For every K in ``shots`` it writes ``models/metatrain/<encoder>/<held_out>-<method>/K<k>.pt``
+(DVC cache), the training log ``reports/metatrain/<encoder>/<held_out>-<method>/logs/K<k>.jsonl.gz``,
+the learning curve ``.../curve.csv`` and the metrics ``.../metrics.json``; ``<encoder>``
+is ``model.encoder`` (``bilstm`` or ``bert``).  With BERT on a CPU the ``bert_cpu``
+profile's ``meta`` reductions apply (:func:`stages.common.effective_params`).
 
 Run from the repository root:
 ``python -m stages.metatrain --held-out Disease --method hgda``.
@@ -24,11 +26,12 @@ from typing import Any
 import torch
 
 from hgda_core.data import Corpus, load_corpora
+from hgda_core.device import resolve_device, use_amp
 from hgda_core.embeddings import WordVectors
 from hgda_core.io import setup_logging, write_json, write_text
 from hgda_core.metatrain import JsonlGzLog, MetaTrainParams, meta_train, result_metrics
-from hgda_core.models import BiLSTMConfig
-from stages.common import ROOT, load_params, shots_list
+from hgda_core.models import ModelSpec, TaggerFactory
+from stages.common import ROOT, effective_params, load_params, shots_list
 
 log = logging.getLogger("stages.metatrain")
 
@@ -50,8 +53,10 @@ class _Run:
     params: dict[str, Any]
     meta: MetaTrainParams
     corpora: dict[str, Corpus]
-    vectors: WordVectors
-    encoder_config: BiLSTMConfig
+    factory: TaggerFactory
+    theta_lr: float | None
+    device: torch.device
+    amp: bool
     model_dir: Path
     report_dir: Path
 
@@ -68,8 +73,8 @@ def train_k(k: int) -> tuple[dict, list[dict]]:
     log.info("%s: meta-training with K = %d", name, k)
     train_log = JsonlGzLog()
     model, result = meta_train(
-        run.corpora, run.vectors, run.held_out, run.method, k, run.meta, run.encoder_config,
-        run.params["seed"], train_log,
+        run.corpora, run.factory, run.held_out, run.method, k, run.meta, run.params["seed"], train_log,
+        theta_lr=run.theta_lr, device=run.device, amp=run.amp,
     )
     model.save(run.model_dir / f"K{k}.pt", held_out=run.held_out, method=run.method, shots=k)
     train_log.write(run.report_dir / "logs" / f"K{k}.jsonl.gz")
@@ -85,24 +90,27 @@ def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT) -
     do not depend on the number of workers.
     """
     global _RUN
+    params = effective_params(params)
     meta = dict(params["meta"])
     if held_out not in meta.pop("held_out") or method not in meta.pop("methods"):
         raise ValueError(f"{held_out}/{method} is not in params.yaml meta.held_out/meta.methods")
-    if params["model"].get("encoder", "bilstm") != "bilstm":
-        raise ValueError(f"model.encoder {params['model']['encoder']!r}: only the BiLSTM encoder is wired into meta-training yet")
-    workers = meta.pop("workers", 1)
+    spec = ModelSpec.from_params(params["model"])
+    device = resolve_device(params.get("device", "auto"))
+    workers = meta.pop("workers", 1) if device.type == "cpu" else 1  # no fork after CUDA
     name = f"{held_out}-{method}"
-    model_dir, report_dir = root / "models" / "metatrain" / name, root / "reports" / "metatrain" / name
+    model_dir = root / "models" / "metatrain" / spec.encoder / name
+    report_dir = root / "reports" / "metatrain" / spec.encoder / name
     for folder in (model_dir, report_dir):
         shutil.rmtree(folder, ignore_errors=True)
+    vectors = WordVectors.load(root / "data" / "embeddings" / "vectors.npz") if spec.encoder == "bilstm" else None
     _RUN = _Run(
         held_out, method, params, MetaTrainParams(**meta),
         load_corpora(root / "data" / "processed", params["corpora"]),
-        WordVectors.load(root / "data" / "embeddings" / "vectors.npz"),
-        BiLSTMConfig(**{k: v for k, v in params["model"].items() if k != "encoder"}),
+        spec.factory(vectors), spec.theta_lr, device, use_amp(device, params.get("amp", True)),
         model_dir, report_dir,
     )
     shots = shots_list(params["shots"])
+    log.info("%s: encoder %s on %s", name, spec.encoder, device)
     try:
         if workers > 1 and len(shots) > 1:
             # Largest K first: it takes longest.

@@ -2,7 +2,7 @@
 with the paper's figures and the figures, from the adaptation scores and the logs.
 
 Reads the ``corpora``, ``domains``, ``shots`` and ``report`` sections of params.yaml,
-``reports/scores.csv`` and whatever ``reports/metatrain/<held_out>-<method>/`` runs
+``reports/scores.csv`` and whatever ``reports/metatrain/<encoder>/<held_out>-<method>/`` runs of ``report.table1_encoder``
 exist (logs resolved through ``data/processed``), and writes under ``reports/``:
 ``table{1,3,4,5}.{md,tex}``, ``significance.{md,tex,csv}``, ``paper_vs_ours.{md,csv}``,
 ``plots/{f1_vs_k,hardness_vs_entities,metatrain_curves}.png`` and ``README.md``.
@@ -44,7 +44,7 @@ def main() -> None:
     build_report(
         scores,
         ROOT / "reports",
-        ROOT / "reports" / "metatrain",
+        ROOT / "reports" / "metatrain" / config.table1_encoder,
         ROOT / "data" / "processed",
         params["corpora"],
         params["domains"],

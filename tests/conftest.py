@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
 import torch
+from transformers import BertConfig, BertModel, BertTokenizer
 
 from hgda_core.data import Corpus, CorpusSplit, Sentence
 from hgda_core.embeddings import WordVectors
@@ -79,3 +81,22 @@ def make_tagger(tiny_vectors: WordVectors) -> Callable[..., Tagger]:
         return build_tagger(tiny_vectors, config, list(domains), list(domains))
 
     return make
+
+
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model folder: filler words are one piece, every other word splits into characters."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = SPECIALS + sorted(set(FILLER)) + CHARS + [f"##{c}" for c in CHARS]
+    BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=37, max_position_embeddings=64,
+    )
+    BertModel(config).save_pretrained(folder)
+    return folder

@@ -14,7 +14,7 @@ from typing import Callable
 import pytest
 import torch
 from torch.func import functional_call
-from transformers import BertConfig, BertModel, BertTokenizer
+from transformers import BertConfig
 
 from hgda_core.data import Sentence
 from hgda_core.meta import MetaConfig, MetaLearner
@@ -27,28 +27,8 @@ from hgda_core.models.bert import (
     resolve_model_path,
 )
 from hgda_core.sampler import TaskSampler
-from tests.conftest import FILLER
 
 DOMAINS = ["Disease", "Gene", "Species"]
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-CHARS = list("abcdefghijklmnopqrstuvwxyz0123456789-")
-
-
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model folder: filler words are one piece, every other word splits into characters."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    vocab = SPECIALS + sorted(set(FILLER)) + CHARS + [f"##{c}" for c in CHARS]
-    BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}).save_pretrained(folder)
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=37, max_position_embeddings=64,
-    )
-    BertModel(config).save_pretrained(folder)
-    return folder
-
-
 @pytest.fixture
 def make_bert_tagger(tiny_bert_dir: Path) -> Callable[..., Tagger]:
     def make(max_length: int = 32, dropout: float = 0.0, seed: int = 0) -> Tagger:

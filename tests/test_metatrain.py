@@ -6,8 +6,12 @@ import pytest
 import torch
 
 from hgda_core.metatrain import JsonlGzLog, MetaTrainParams, derive_seed, meta_train, read_log, source_domains
-from hgda_core.models import load_tagger
+from hgda_core.models import build_tagger, load_tagger
 from tests.conftest import TINY
+
+def tiny_factory(vectors):
+    return lambda dec, cls: build_tagger(vectors, TINY, dec, cls)
+
 
 FAST = MetaTrainParams(tasks_per_batch=3, max_iterations=6, eval_every=3, patience=5, val_tasks=3, default_lr=0.2)
 
@@ -27,7 +31,7 @@ def test_held_out_domain_is_never_a_source(corpora):
 @pytest.mark.parametrize("method", ["hgda", "hgda_nes", "metaner", "transfer"])
 def test_meta_train_each_method_logs_tasks_and_never_sees_held_out(corpora, tiny_vectors, method):
     log = JsonlGzLog()
-    model, result = meta_train(corpora, tiny_vectors, "Drug", method, 4, FAST, TINY, seed=1, log=log, progress=False)
+    model, result = meta_train(corpora, tiny_factory(tiny_vectors), "Drug", method, 4, FAST, seed=1, log=log, progress=False)
     assert set(model.decoders) == {"Disease", "Gene", "Species"}
     assert model.classifier_domains == ("Disease", "Gene", "Species")
     assert result.iterations == 6 and len(log.records) == 6
@@ -52,7 +56,7 @@ def test_log_round_trips_through_gzip(tmp_path):
 
 
 def test_checkpoint_reloads_to_identical_predictions(corpora, tiny_vectors, tmp_path):
-    model, _ = meta_train(corpora, tiny_vectors, "Species", "hgda", 4, FAST, TINY, seed=2, progress=False)
+    model, _ = meta_train(corpora, tiny_factory(tiny_vectors), "Species", "hgda", 4, FAST, seed=2, progress=False)
     model.save(tmp_path / "K4.pt", held_out="Species")
     again = load_tagger(tmp_path / "K4.pt", tiny_vectors)
     test = corpora["disease-corpus"]["test"]
@@ -95,11 +99,11 @@ def test_stage_outputs_do_not_depend_on_workers(tmp_path, tiny_corpora, tiny_vec
     for workers in (1, 2):
         root = tmp_path / f"w{workers}"
         stage.run(_stage_layout(root, tiny_corpora, tiny_vectors, workers), "Drug", "hgda", root)
-        run_dir = root / "reports" / "metatrain" / "Drug-hgda"
+        run_dir = root / "reports" / "metatrain" / "bilstm" / "Drug-hgda"
         metrics = json.loads((run_dir / "metrics.json").read_text())
         for entry in metrics.values():
             entry.pop("seconds")
-        digests = {k: hashlib.sha256((root / "models" / "metatrain" / "Drug-hgda" / f"K{k}.pt").read_bytes()).hexdigest() for k in (3, 4)}
+        digests = {k: hashlib.sha256((root / "models" / "metatrain" / "bilstm" / "Drug-hgda" / f"K{k}.pt").read_bytes()).hexdigest() for k in (3, 4)}
         logs = {k: read_log(run_dir / "logs" / f"K{k}.jsonl.gz") for k in (3, 4)}
         outputs.append((metrics, digests, logs, (run_dir / "curve.csv").read_text()))
     assert set(outputs[0][0]) == {"K3", "K4"}
@@ -112,6 +116,6 @@ def test_stage_rejects_a_pair_not_in_params(tmp_path, tiny_corpora, tiny_vectors
     params = _stage_layout(tmp_path, tiny_corpora, tiny_vectors, 1)
     with pytest.raises(ValueError, match="Gene/hgda is not in params.yaml"):
         stage.run(params, "Gene", "hgda", tmp_path)
-    params["model"]["encoder"] = "bert"
-    with pytest.raises(ValueError, match="only the BiLSTM encoder"):
+    params["model"]["encoder"] = "elmo"
+    with pytest.raises(ValueError, match="model.encoder must be one of bilstm, bert, got 'elmo'"):
         stage.run(params, "Drug", "hgda", tmp_path)

@@ -58,7 +58,7 @@ def small_params(repo: Path, mirror: Path) -> None:
 
 @pytest.mark.slow
 @needs_git
-def test_dvc_exp_run_with_one_k_runs_the_whole_pipeline_for_that_k(tmp_path: Path) -> None:
+def test_dvc_exp_run_with_one_k_runs_the_whole_pipeline_for_that_k(tmp_path: Path, tiny_bert_dir: Path) -> None:
     repo = copy_repo(tmp_path / "repo")
     small_params(repo, write_mirror(repo))
     git = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True)  # noqa: E731
@@ -79,10 +79,27 @@ def test_dvc_exp_run_with_one_k_runs_the_whole_pipeline_for_that_k(tmp_path: Pat
     for r in rows:
         by_draw.setdefault((r["corpus"], r["repetition"]), set()).add(r["sample"])
     assert all(len(samples) == 1 for samples in by_draw.values())
-    assert sorted((repo / "models" / "metatrain" / "Disease-hgda").iterdir())[0].name == "K3.pt"
+    assert sorted((repo / "models" / "metatrain" / "bilstm" / "Disease-hgda").iterdir())[0].name == "K3.pt"
     assert (repo / "reports" / "table3.md").read_text().count("| HGDA") >= 1
 
     shown = json.loads(dvc(repo, "exp", "show", "--json"))
     assert "reports/adapt_metrics.json" in json.dumps(shown)
     status = dvc(repo, "status")
     assert "changed" not in status
+
+    # The BERT rows (HGDA*, BERT fine-tuning) land beside the BiLSTM rows: the documented
+    # command of the README with a tiny local BERT folder; the bert_cpu profile applies.
+    out = dvc(repo, "exp", "run", "-S", "shots=3", "-S", "model.encoder=bert", "-S", f"model.bert.model_path={tiny_bert_dir}",
+              "-S", "model.bert.max_length=32", "-S", "model.bert.label=tiny BERT", "-S", "meta.methods=[hgda]",
+              "-S", "adapt.methods=[hgda,bert_finetune]", "-S", "bert_cpu.meta.max_iterations=2")
+    assert "Running stage 'metatrain@Gene-hgda'" in out and "Running stage 'download'" not in out
+    with open(repo / "reports" / "scores.csv", newline="") as fh:
+        both = list(csv.DictReader(fh))
+    assert [r for r in both if r["encoder"] == "bilstm"] == rows  # kept verbatim
+    bert = [r for r in both if r["encoder"] == "bert"]
+    assert len(bert) == 3 * 5 * 2  # corpora × the profile's 5 draws × methods
+    assert {r["model"] for r in bert} == {"tiny BERT"}
+    assert (repo / "models" / "metatrain" / "bert" / "Gene-hgda" / "K3.pt").is_file()
+    table = (repo / "reports" / "table3.md").read_text()
+    assert "| HGDA* |" in table and "| BERT fine-tuning* |" in table and "| HGDA |" in table
+    assert "seeded subset" not in table  # the fixture test splits are smaller than the profile's 300

@@ -310,3 +310,19 @@ def test_stage_exits_clearly_without_scores(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setattr(stage, "SCORES", stage.ROOT / "reports" / "no-such-scores.csv")
     with pytest.raises(SystemExit, match="no-such-scores.csv not found"):
         stage.main()
+
+
+def test_caption_states_the_bert_cpu_reductions(scores: pd.DataFrame) -> None:
+    """BERT rows scored on fewer draws and a test subset say so; the full rows say nothing."""
+    frame = scores.copy()
+    frame["test_sentences"] = 900
+    bert = frame["encoder"] == "bert"
+    frame.loc[bert, "test_sentences"] = 300
+    frame = frame[~bert | (frame["repetition"] < 2)]
+    md, _ = render_results(results_table(frame, "f1", ORDER, [5, 10]), model_labels(frame))
+    caption = md.split("\n\n")[0]
+    assert "not BioBERT); 2 repetitions; scored on a seeded subset of 300 sentences of each test split" in caption
+    assert "(fastText 200-d)." in caption  # the BiLSTM rows: whole splits, all repetitions
+    frame["test_sentences"] = 900
+    md, _ = render_results(results_table(frame[frame["repetition"] < 2], "f1", ORDER, [5, 10]), model_labels(frame))
+    assert "subset" not in md and "2 repetitions;" not in md

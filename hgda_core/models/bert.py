@@ -128,6 +128,8 @@ class BertEncoder(SentenceEncoder):
         tokenizer: a fast tokenizer to use instead of the folder's.
     """
 
+    kind = "bert"
+
     def __init__(
         self,
         config: BertEncoderConfig | None = None,
@@ -208,13 +210,15 @@ def build_bert_tagger(
     classifier_domains: Sequence[str],
     labels: Sequence[str] = BIO_LABELS,
     bert_config: PretrainedConfig | None = None,
+    tag_head: str = "linear",
 ) -> Tagger:
-    """A BERT-CRF tagger with one decoder per domain and a domain head.
+    """A BERT tagger with one tag decoder per domain and a domain head.
 
     ``bert_config`` gives a randomly initialised Transformer (the tokenizer still comes
     from ``config.model_path``); without it the folder's pre-trained weights are loaded.
+    ``tag_head``: ``linear`` (the Appendix's fully connected tag layer) or ``crf``.
     """
-    return Tagger(BertEncoder(config, bert_config), decoder_domains, classifier_domains, labels)
+    return Tagger(BertEncoder(config, bert_config), decoder_domains, classifier_domains, labels, tag_head)
 
 
 def load_bert_tagger(path: str | Path) -> Tagger:
@@ -227,7 +231,8 @@ def load_bert_tagger(path: str | Path) -> Tagger:
     config = BertEncoderConfig(**ckpt["encoder_config"])
     bert_config = AutoConfig.from_pretrained(resolve_model_path(config.model_path), local_files_only=True)
     model = build_bert_tagger(
-        config, ckpt["decoder_domains"], ckpt["classifier_domains"], ckpt["labels"], bert_config=bert_config
+        config, ckpt["decoder_domains"], ckpt["classifier_domains"], ckpt["labels"], bert_config=bert_config,
+        tag_head=ckpt.get("tag_head", "crf"),
     )
     model.load_trainable_state(ckpt["state"])
     return model

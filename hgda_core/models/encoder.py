@@ -27,6 +27,8 @@ class SentenceEncoder(nn.Module):
     """
 
     output_dim: int
+    kind: str = ""
+    """The ``model.encoder`` value that selects this encoder (saved in checkpoints)."""
 
     def collate(self, sentences: Sequence[Sequence[str]]) -> Any:
         """Turn token lists into the tensors :meth:`forward` takes."""
@@ -98,6 +100,8 @@ class BiLSTMEncoder(SentenceEncoder):
             ``config.train_embeddings``.
         config: layer sizes and dropout.
     """
+
+    kind = "bilstm"
 
     def __init__(self, vectors: WordVectors, config: BiLSTMConfig | None = None) -> None:
         super().__init__()

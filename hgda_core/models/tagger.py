@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from hgda_core.data import Sentence
 from hgda_core.io import atomic_write
-from hgda_core.models.crf import BIO_LABELS, TagDecoder
+from hgda_core.models.crf import BIO_LABELS, TAG_HEADS, TagHead
 from hgda_core.models.encoder import SentenceEncoder
 
 GROUPS: tuple[str, ...] = ("theta", "phi", "omega")
@@ -85,9 +85,15 @@ class Tagger(nn.Module):
 
     Args:
         encoder: the sentence encoder θ.
-        decoder_domains: domains that get a CRF decoder φ_d.
+        decoder_domains: domains that get a tag decoder φ_d.
         classifier_domains: the classes of the domain head ω (the source domains).
         labels: tag set of every decoder.
+        tag_head: the decoders' kind, ``crf`` (BiLSTM, Appendix) or ``linear`` (BERT's
+            fully connected tag layer, Appendix); see :data:`TAG_HEADS`.
+
+    Attributes:
+        amp: run the encoder under bfloat16 autocast when on a CUDA device (mixed
+            precision); decoders and losses stay float32.
     """
 
     def __init__(
@@ -96,28 +102,46 @@ class Tagger(nn.Module):
         decoder_domains: Sequence[str],
         classifier_domains: Sequence[str],
         labels: Sequence[str] = BIO_LABELS,
+        tag_head: str = "crf",
     ) -> None:
         super().__init__()
+        if tag_head not in TAG_HEADS:
+            raise ValueError(f"tag_head must be one of {', '.join(TAG_HEADS)}, got {tag_head!r}")
         self.encoder = encoder
         self.labels = tuple(labels)
-        self.decoders = nn.ModuleDict({d: TagDecoder(encoder.output_dim, labels) for d in decoder_domains})
+        self.tag_head = tag_head
+        self.decoders = nn.ModuleDict({d: TAG_HEADS[tag_head](encoder.output_dim, labels) for d in decoder_domains})
         self.classifier_domains = tuple(classifier_domains)
         self.domain_head = nn.Linear(encoder.output_dim, max(1, len(classifier_domains)))
+        self.amp = False
 
-    def add_decoder(self, domain: str, labels: Sequence[str] | None = None) -> TagDecoder:
+    @property
+    def device(self) -> torch.device:
+        """Where the weights are (every batch is moved there)."""
+        return self.domain_head.weight.device
+
+    def add_decoder(self, domain: str, labels: Sequence[str] | None = None) -> TagHead:
         """Attach a fresh (randomly initialised) decoder φ for a new domain (§4.2)."""
-        decoder = TagDecoder(self.encoder.output_dim, labels or self.labels)
+        decoder = TAG_HEADS[self.tag_head](self.encoder.output_dim, labels or self.labels).to(self.device)
         self.decoders[domain] = decoder
         return decoder
 
+    def encode(self, inputs: Any) -> Tensor:
+        """θ: word representations; under bfloat16 autocast when :attr:`amp` is on CUDA."""
+        if self.amp and self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                return self.encoder(inputs).float()
+        return self.encoder(inputs)
+
     def task_batch(self, support: Sequence[Sentence], query: Sequence[Sentence], domain: str) -> TaskBatch:
-        """Collate support + query once, with tag ids and the domain label."""
+        """Collate support + query once, with tag ids and the domain label, on :attr:`device`."""
         sentences = list(support) + list(query)
-        inputs = self.encoder.collate([s.tokens for s in sentences])
-        tag_ids = self.decoders[domain].encode_tags([s.tags for s in sentences], inputs.mask.shape[1])
+        device = self.device
+        inputs = self.encoder.collate([s.tokens for s in sentences]).to(device)
+        tag_ids = self.decoders[domain].encode_tags([s.tags for s in sentences], inputs.mask.shape[1]).to(device)
         label = None
         if domain in self.classifier_domains:
-            label = torch.tensor(self.classifier_domains.index(domain))
+            label = torch.tensor(self.classifier_domains.index(domain), device=device)
         return TaskBatch(inputs, tag_ids, domain, len(support), label)
 
     def forward(
@@ -135,7 +159,7 @@ class Tagger(nn.Module):
         Returns:
             ``(L_lab, L_cls)``, each a mean over its sentences (0 when skipped).
         """
-        hidden = self.encoder(batch.inputs)
+        hidden = self.encode(batch.inputs)
         mask = batch.inputs.mask
         zero = hidden.new_zeros(())
         lab = zero
@@ -159,8 +183,8 @@ class Tagger(nn.Module):
         order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
         for start in range(0, len(order), batch_size):
             chunk = [sentences[i] for i in order[start : start + batch_size]]
-            inputs = self.encoder.collate([s.tokens for s in chunk])
-            out.extend(decoder.decode(self.encoder(inputs), inputs.mask))
+            inputs = self.encoder.collate([s.tokens for s in chunk]).to(self.device)
+            out.extend(decoder.decode(self.encode(inputs), inputs.mask))
         self.train(was_training)
         result: list[list[str]] = [[] for _ in sentences]
         for pos, i in enumerate(order):
@@ -175,10 +199,12 @@ class Tagger(nn.Module):
     def save(self, path: str | Path, **meta: Any) -> None:
         """Save the checkpoint (trainable state, domains, labels, encoder config), atomically."""
         payload = {
-            "state": self.trainable_state(),
+            "state": {k: v.cpu() for k, v in self.trainable_state().items()},
             "decoder_domains": list(self.decoders.keys()),
             "classifier_domains": list(self.classifier_domains),
             "labels": list(self.labels),
+            "tag_head": self.tag_head,
+            "encoder_kind": getattr(self.encoder, "kind", type(self.encoder).__name__),
             "encoder_config": dataclasses.asdict(getattr(self.encoder, "config")),
             "meta": meta,
         }
