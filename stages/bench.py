@@ -1,7 +1,8 @@
 """Benchmark of the BiLSTM-CRF tagger and the meta-training step (not a DVC stage).
 
 Measures on this machine and writes the section ``bilstm`` of ``reports/bench.json``
-(other sections of that file are kept):
+(other sections of that file are kept); ``--encoder bert`` writes ``bert_<device>``
+instead (:func:`bert_figures`):
 
 * decode throughput (sentences/s) of the BiLSTM-CRF at batch 256 on real sentences;
 * meta-training throughput (tasks/s) at K = 10, m = 8, one inner step;
@@ -9,7 +10,8 @@ Measures on this machine and writes the section ``bilstm`` of ``reports/bench.js
   identical math (deep-copy the model per task, separate support and query passes,
   inner steps, restore), with a check that both give the same update to 1e-5.
 
-Run from the repository root after ``dvc repro embed``: ``python -m stages.bench``.
+Run from the repository root after ``dvc repro embed``: ``python -m stages.bench``
+(``python -m stages.bench --encoder bert [--device cuda]`` for BERT).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from hgda_core.hardness import task_weights
 from hgda_core.io import setup_logging, write_json
 from hgda_core.meta import MetaConfig, MetaLearner, TaskResult
 from hgda_core.metatrain import source_domains
-from hgda_core.models import BiLSTMConfig, Tagger, build_tagger, param_group
+from hgda_core.models import BiLSTMConfig, ModelSpec, Tagger, build_tagger, param_group
 from hgda_core.sampler import Task, TaskSampler
 from stages.common import ROOT, load_params
 
@@ -167,16 +169,62 @@ def pipeline_figures() -> dict:
     return out
 
 
+def bert_figures(params: dict, corpora: dict, device_name: str, repeat: int) -> dict:
+    """BERT (``model.bert``) on one device: meta-training tasks/s at K = 10, m = 8, one
+    inner step; inference sentences/s at batch 64; seconds per fine-tuning step of K = 10."""
+    from hgda_core.adapt import draw_for, fine_tune
+    from hgda_core.device import resolve_device, use_amp
+
+    device = resolve_device(device_name)
+    spec = ModelSpec.from_params({**params["model"], "encoder": "bert"})
+    sources = source_domains(corpora, "Disease")
+    domains = sorted(sources)
+    torch.manual_seed(0)
+    model = spec.factory(None)(domains, domains).to(device)
+    model.amp = use_amp(device, params.get("amp", True))
+    out: dict = {"model": model.encoder.label, "device": str(device), "amp": model.amp,
+                 "threads": torch.get_num_threads() if device.type == "cpu" else None}  # fmt: skip
+    if device.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    k, m = 10, 8
+    tasks = TaskSampler(sources, "train", k, seed=0).fixed_tasks(m)
+    learner = MetaLearner(model, MetaConfig(alpha=1e-3, beta=1e-3), torch.optim.SGD(model.parameters(), lr=1e-3))
+    step_s = timed(lambda: (learner.step(tasks), sync()), repeat)
+    out["metatrain_tasks_per_s"] = round(m / step_s, 3)
+    test = [s for cs in sources.values() for c in cs for s in c["test"]][: 512 if device.type == "cuda" else 128]
+    predict_s = timed(lambda: (model.predict(test, domains[0], batch_size=64), sync()), repeat)
+    out["inference_sentences_per_s"] = round(len(test) / predict_s, 1)
+    corpus = corpora["NCBI-disease"]
+    sentences = [corpus["train"][i] for i in draw_for(corpus, k, 0, 13)]
+    steps = 5
+    tune_s = timed(lambda: (fine_tune(model, "Disease", sentences, steps, 1e-3, seed=0), sync()), repeat)
+    out["fine_tune_step_k10_s"] = round(tune_s / steps, 3)
+    out["setting"] = {"K": k, "m": m, "adaptation_steps": 1, "inference_batch": 64, "inference_sentences": len(test),
+                      "max_length": spec.bert_config().max_length}  # fmt: skip
+    log.info("BERT on %s: %.2f meta-training tasks/s, %.1f sentences/s inference, %.2f s per fine-tuning step",
+             device, out["metatrain_tasks_per_s"], out["inference_sentences_per_s"], out["fine_tune_step_k10_s"])  # fmt: skip
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--encoder", choices=("bilstm", "bert"), default="bilstm")
+    parser.add_argument("--device", default="auto", help="BERT only: auto | cpu | cuda")
     args = parser.parse_args()
     setup_logging()
     params = load_params()
     torch.set_num_threads(params["threads"])
     corpora = load_corpora(ROOT / "data" / "processed", params["corpora"])
+    if args.encoder == "bert":
+        figures = bert_figures(params, corpora, args.device, args.repeat)
+        bench = json.loads(BENCH.read_text()) if BENCH.exists() else {}
+        bench[f"bert_{figures['device'].split(':')[0]}"] = figures
+        write_json(BENCH, bench)
+        return
     vectors = WordVectors.load(ROOT / "data" / "embeddings" / "vectors.npz")
-    encoder_config = BiLSTMConfig(**{k: v for k, v in params["model"].items() if k != "encoder"})
+    encoder_config = ModelSpec.from_params(params["model"]).bilstm
     sources = source_domains(corpora, "Disease")
     domains = sorted(sources)
 

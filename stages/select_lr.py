@@ -1,0 +1,115 @@
+"""Choose fine-tuning learning rates on SOURCE-domain devel data only (not a DVC stage).
+
+The paper gives eq. 3 for its meta-training rates but no fine-tuning schedule, and its
+BERT rate (1e-5 at K = 32) is stated for SGD.  This tool measures candidate rates the
+way the adaptation stage uses them, without touching the held-out domain or any test
+split: for a held-out domain, the starting model — a meta-trained checkpoint
+(``models/metatrain/<encoder>/<held_out>-<method>/K<k>.pt``) or, for ``bert_finetune``,
+the pre-trained BERT — is adapted (fresh tag decoder, ``adapt.steps`` steps) to K train
+sentences of each *source* corpus and scored on a seeded subset of that corpus's devel
+split.  Rows go to ``reports/lr_selection.csv`` (appended; one per candidate, corpus and
+draw), a summary to the log.
+
+Run from the repository root, e.g.::
+
+    python -m stages.select_lr --method bert_finetune --encoder bert --held-out Disease \\
+        --k 10 --theta-lrs 1e-5,1e-3,1e-2 --head-lrs 0.1 --repeats 2 --devel 150 \\
+        --corpora BC5CDR-chem,JNLPBA,s800
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import io
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from hgda_core.adapt import BERT_FINETUNE, AdaptConfig, run_adaptation
+from hgda_core.data import Corpus, CorpusSplit, load_corpora
+from hgda_core.embeddings import WordVectors
+from hgda_core.io import setup_logging, write_text
+from hgda_core.models import ModelSpec, load_model
+from stages.common import ROOT, load_params
+
+log = logging.getLogger("stages.select_lr")
+OUT = ROOT / "reports" / "lr_selection.csv"
+FIELDS = ("encoder", "method", "held_out", "corpus", "shots", "theta_default_lr", "head_default_lr",
+          "steps", "repetition", "devel_sentences", "precision", "recall", "f1")  # fmt: skip
+
+
+def devel_as_target(corpus: Corpus) -> Corpus:
+    """The corpus with its devel split in the place the adaptation code scores (``test``)."""
+    return Corpus(corpus.name, corpus.domain, {"train": corpus.splits["train"],
+                                               "test": CorpusSplit(corpus.splits["devel"].sentences)})  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", required=True, help="a meta-trained method, or bert_finetune")
+    parser.add_argument("--encoder", choices=("bilstm", "bert"), help="default: params model.encoder")
+    parser.add_argument("--held-out", required=True)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--theta-lrs", default="", help="comma-separated encoder default rates (BERT); empty: = head")
+    parser.add_argument("--head-lrs", required=True, help="comma-separated default rates of the new decoder")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--devel", type=int, default=200, help="devel sentences scored per corpus (seeded subset)")
+    parser.add_argument("--corpora", default="", help="comma-separated source corpora (default: every source corpus)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    params = load_params()
+    torch.set_num_threads(params["threads"])
+    model_params = dict(params["model"], encoder=args.encoder or params["model"]["encoder"])
+    spec = ModelSpec.from_params(model_params)
+    vectors = WordVectors.load(ROOT / "data" / "embeddings" / "vectors.npz") if spec.encoder == "bilstm" else None
+    corpora = load_corpora(ROOT / "data" / "processed", params["corpora"])
+    chosen = [c for c in args.corpora.split(",") if c] or list(corpora)
+    sources = [devel_as_target(corpora[c]) for c in chosen if corpora[c].domain != args.held_out]
+    if len(sources) < len(chosen):
+        raise SystemExit(f"error: --corpora must be source corpora, not of the held-out domain {args.held_out}")
+    if args.method == BERT_FINETUNE:
+        base = spec.factory(vectors)([], [])
+    else:
+        path = ROOT / "models" / "metatrain" / spec.encoder / f"{args.held_out}-{args.method}" / f"K{args.k}.pt"
+        base = load_model(path, vectors)
+    label = getattr(base.encoder, "label", spec.encoder)
+    thetas = [float(x) for x in args.theta_lrs.split(",") if x] or [None]
+    rows = []
+    for theta in thetas:
+        for head in (float(x) for x in args.head_lrs.split(",")):
+            config = dataclasses.replace(AdaptConfig(**params["adapt"]), default_lr=head, repeats=args.repeats,
+                                         test_sentences=args.devel, workers=1)  # fmt: skip
+            for corpus in sources:
+                start = time.perf_counter()
+                scored = run_adaptation(corpus, args.k, [args.method], {args.method: base}, config, params["seed"],
+                                        label, encoder=spec.encoder, theta_lr=theta)  # fmt: skip
+                for row in scored:
+                    rows.append({"encoder": spec.encoder, "method": args.method, "held_out": args.held_out,
+                                 "corpus": corpus.name, "shots": args.k, "theta_default_lr": theta or head,
+                                 "head_default_lr": head, "steps": config.steps, "repetition": row["repetition"],
+                                 "devel_sentences": row["test_sentences"], **{m: row[m] for m in ("precision", "recall", "f1")}})  # fmt: skip
+                f1 = [r["f1"] for r in scored]
+                log.info("theta %s head %s %s: devel F1 %s (%.0f s)", theta or head, head, corpus.name,
+                         " ".join(f"{v:.3f}" for v in f1), time.perf_counter() - start)  # fmt: skip
+    previous = OUT.read_text(encoding="utf-8") if OUT.is_file() else ""
+    out = csv_text(rows, header=not previous)
+    write_text(OUT, previous + out)
+    log.info("appended %d rows to %s", len(rows), OUT.relative_to(ROOT))
+
+
+def csv_text(rows: list[dict], header: bool) -> str:
+    """Rows as CSV text (with the header line when ``header``)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, FIELDS, lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+if __name__ == "__main__":
+    main()
