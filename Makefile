@@ -28,13 +28,13 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" python -m stages.bench
 
-# DVC runs stages one at a time; the 16 metatrain@ instances are independent, so this
-# runs them two at a time (one per core, as `threads: 1` intends) and records them in
-# dvc.lock with `dvc commit`. Run `dvc repro embed` first; `dvc repro` afterwards goes on
+# DVC runs stages one at a time; the metatrain@<encoder>-<held_out>-<method> instances
+# are independent, so this runs them two at a time (one per core, as `threads: 1`
+# intends) and records them in dvc.lock with `dvc commit`. Run `dvc repro embed` first; `dvc repro` afterwards goes on
 # with adapt and report.
 metatrain-parallel: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" dvc stage list --name-only \
-	  | sed -n 's/^metatrain@\([^-]*\)-\(.*\)$$/--held-out \1 --method \2/p' \
+	  | sed -n 's/^metatrain@[^-]*-\([^-]*\)-\(.*\)$$/--held-out \1 --method \2/p' \
 	  | PATH="$(abspath $(BIN)):$$PATH" xargs -P 2 -L 1 python -m stages.metatrain
 	PATH="$(abspath $(BIN)):$$PATH" dvc commit -f metatrain
 

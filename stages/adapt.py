@@ -121,7 +121,7 @@ def load_job(params: dict[str, Any], root: Path = ROOT) -> _Job:
             for k in shots_list(params["shots"]):
                 path = root / "models" / "metatrain" / spec.encoder / f"{domain}-{method}" / f"K{k}.pt"
                 if not path.is_file():
-                    raise FileNotFoundError(f"{path}: no checkpoint; run stage metatrain@{domain}-{method} first")
+                    raise FileNotFoundError(f"{path}: no checkpoint; run stage metatrain@{spec.encoder}-{domain}-{method} first")
                 checkpoints[(domain, method, k)] = load_model(path, vectors).to(device)
     for model in checkpoints.values():
         model.amp = amp

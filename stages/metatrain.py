@@ -1,4 +1,4 @@
-"""Stage ``metatrain@<held_out>-<method>``: meta-train one method with one domain held out.
+"""Stage ``metatrain@<encoder>-<held_out>-<method>``: meta-train one method with one domain held out.
 
 For every K in ``shots`` it writes ``models/metatrain/<encoder>/<held_out>-<method>/K<k>.pt``
 (DVC cache), the training log ``reports/metatrain/<encoder>/<held_out>-<method>/logs/K<k>.jsonl.gz``,

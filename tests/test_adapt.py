@@ -298,5 +298,5 @@ def test_interrupted_stage_leaves_the_old_scores_intact(layout, monkeypatch) -> 
 def test_stage_names_a_missing_checkpoint(layout) -> None:
     root, params = layout
     params["adapt"]["methods"] = ["metaner"]
-    with pytest.raises(FileNotFoundError, match=r"Disease-metaner.*run stage metatrain@Disease-metaner"):
+    with pytest.raises(FileNotFoundError, match=r"Disease-metaner.*run stage metatrain@bilstm-Disease-metaner"):
         stage.run(params, root, progress=False)

@@ -67,7 +67,7 @@ def test_dvc_exp_run_with_one_k_runs_the_whole_pipeline_for_that_k(tmp_path: Pat
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fixture")
 
     out = dvc(repo, "exp", "run", "-S", "shots=3")
-    assert "Running stage 'metatrain@Gene-hgda'" in out and "Running stage 'report'" in out
+    assert "Running stage 'metatrain@bilstm-Gene-hgda'" in out and "Running stage 'report'" in out
 
     with open(repo / "reports" / "scores.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -92,7 +92,7 @@ def test_dvc_exp_run_with_one_k_runs_the_whole_pipeline_for_that_k(tmp_path: Pat
     out = dvc(repo, "exp", "run", "-S", "shots=3", "-S", "model.encoder=bert", "-S", f"model.bert.model_path={tiny_bert_dir}",
               "-S", "model.bert.max_length=32", "-S", "model.bert.label=tiny BERT", "-S", "meta.methods=[hgda]",
               "-S", "adapt.methods=[hgda,bert_finetune]", "-S", "bert_cpu.meta.max_iterations=2")
-    assert "Running stage 'metatrain@Gene-hgda'" in out and "Running stage 'download'" not in out
+    assert "Running stage 'metatrain@bert-Gene-hgda'" in out and "Running stage 'download'" not in out
     with open(repo / "reports" / "scores.csv", newline="") as fh:
         both = list(csv.DictReader(fh))
     assert [r for r in both if r["encoder"] == "bilstm"] == rows  # kept verbatim
