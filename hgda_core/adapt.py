@@ -36,7 +36,7 @@ from hgda_core.data import Corpus, Sentence
 from hgda_core.metatrain import derive_seed
 from hgda_core.metrics import entity_scores
 from hgda_core.models import Tagger, TaggerFactory
-from hgda_core.optim import linear_schedule, scaled_lr, sgd
+from hgda_core.optim import OptimConfig, linear_schedule, scaled_lr, sgd
 
 SAMPLINGS: tuple[str, ...] = ("uniform", "with_entity")
 SCRATCH = "scratch"
@@ -50,17 +50,13 @@ COLUMNS: tuple[str, ...] = (
 
 
 @dataclass
-class AdaptConfig:
-    """Section ``adapt`` of params.yaml (see there for each key)."""
+class AdaptConfig(OptimConfig):
+    """Section ``adapt`` of params.yaml (see there for each key; the optimiser keys are
+    :class:`hgda_core.optim.OptimConfig`'s)."""
 
     methods: list[str] = field(default_factory=lambda: ["hgda", "hgda_nes", "metaner", "transfer", SCRATCH])
     repeats: int = 20
     steps: int = 30
-    default_lr: float = 1e-2
-    reference_k: int = 32
-    momentum: float = 0.9
-    weight_decay: float = 1e-6
-    grad_clip: float = 5.0
     sampling: str = "uniform"
     eval_batch_size: int = 256
     workers: int = 2
@@ -182,8 +178,9 @@ def fine_tune(
         torch.manual_seed(seed)
         decoder = adapted.add_decoder(domain)
         encoder = [p for p in adapted.encoder.parameters() if p.requires_grad]
-        params = encoder + list(decoder.parameters())
-        groups = [{"params": encoder, "lr": lr if theta_lr is None else theta_lr}, {"params": list(decoder.parameters())}]
+        head = list(decoder.parameters())
+        params = encoder + head
+        groups = [{"params": encoder, "lr": lr if theta_lr is None else theta_lr}, {"params": head}]
         optimizer = sgd(groups, lr, momentum, weight_decay)
         scheduler = linear_schedule(optimizer, steps)
         batch = adapted.task_batch(sentences, [], domain)

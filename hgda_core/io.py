@@ -1,14 +1,16 @@
-"""Small I/O helpers shared by every stage: atomic writes, JSON, logging set-up."""
+"""Small I/O helpers shared by every stage: atomic writes, JSON, CSV text, logging set-up."""
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Iterable, Iterator, Mapping, Sequence
 
 
 @contextlib.contextmanager
@@ -38,6 +40,17 @@ def write_json(path: str | Path, obj: Any) -> None:
     with atomic_write(path, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, indent=2, sort_keys=False)
         fh.write("\n")
+
+
+def csv_text(rows: Iterable[Mapping[str, Any]], fields: Sequence[str], header: bool = True) -> str:
+    """``rows`` as CSV text with ``fields`` as columns (``\\n`` line ends), the header
+    line first unless ``header`` is False (appending to an existing file)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, list(fields), lineterminator="\n")
+    if header:
+        writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def write_text(path: str | Path, text: str) -> None:

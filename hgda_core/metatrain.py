@@ -24,24 +24,20 @@ from hgda_core.io import atomic_write
 from hgda_core.meta import MetaConfig, MetaLearner
 from hgda_core.methods import method_spec
 from hgda_core.models import Tagger, TaggerFactory
-from hgda_core.optim import linear_schedule, param_groups, scaled_lr, sgd
+from hgda_core.optim import OptimConfig, linear_schedule, param_groups, scaled_lr, sgd
 from hgda_core.sampler import TaskSampler
 from hgda_core.trainer import TrainConfig, TrainResult, train
 from hgda_core.transfer import TransferLearner
 
 
 @dataclass
-class MetaTrainParams:
-    """The ``meta`` section of params.yaml, less the lists of domains and methods."""
+class MetaTrainParams(OptimConfig):
+    """The ``meta`` section of params.yaml, less the lists of domains and methods (the
+    optimiser keys are :class:`hgda_core.optim.OptimConfig`'s)."""
 
     tasks_per_batch: int = 8
     adaptation_steps: int = 1
     lam: float = 1.0
-    default_lr: float = 1e-2
-    reference_k: int = 32
-    momentum: float = 0.9
-    weight_decay: float = 1e-6
-    grad_clip: float = 5.0
     gradient: str = "first_order"
     implicit_reg: float = 1.0
     cg_steps: int = 5

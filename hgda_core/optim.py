@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Iterable
 
 import torch
 from torch import nn
+
+
+@dataclass
+class OptimConfig:
+    """The optimiser keys shared by the ``meta`` and ``adapt`` sections (Appendix): eq. 3's
+    default rate and reference K, SGD momentum, weight decay and gradient clipping."""
+
+    default_lr: float = 1e-2
+    reference_k: int = 32
+    momentum: float = 0.9
+    weight_decay: float = 1e-6
+    grad_clip: float = 5.0
 
 
 def scaled_lr(default_lr: float, k: int, reference_k: int = 32) -> float:

@@ -121,8 +121,8 @@ def protocol_notes(scores: pd.DataFrame) -> dict[str, str]:
     notes: dict[str, str] = {}
     if len(scores) == 0:
         return notes
-    reps = scores.groupby(["encoder", "method", "corpus", "shots"])["repetition"].nunique().groupby("encoder")
-    most = int(scores.groupby(["encoder", "method", "corpus", "shots"])["repetition"].nunique().max())
+    per_cell = scores.groupby(["encoder", "method", "corpus", "shots"])["repetition"].nunique()
+    reps, most = per_cell.groupby("encoder"), int(per_cell.max())
     largest = scores.groupby("corpus")["test_sentences"].max() if "test_sentences" in scores else None
     for encoder, group in scores.groupby("encoder"):
         parts = []

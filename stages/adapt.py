@@ -25,7 +25,6 @@ Run from the repository root: ``python -m stages.adapt``.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import logging
 import multiprocessing
@@ -40,19 +39,11 @@ from hgda_core.adapt import BERT_FINETUNE, COLUMNS, SCRATCH, AdaptConfig, run_ad
 from hgda_core.data import Corpus, load_corpora
 from hgda_core.device import resolve_device, use_amp
 from hgda_core.embeddings import WordVectors
-from hgda_core.io import setup_logging, write_json, write_text
+from hgda_core.io import csv_text, setup_logging, write_json, write_text
 from hgda_core.models import ModelSpec, Tagger, load_model
 from stages.common import ROOT, domain_of, effective_params, load_params, shots_list
 
 log = logging.getLogger("stages.adapt")
-
-
-def scores_csv(rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, list(COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
 
 
 def model_label(root: Path, dim: int) -> str:
@@ -115,6 +106,13 @@ def load_job(params: dict[str, Any], root: Path = ROOT) -> _Job:
         if corpus.domain != domains[name]:
             raise ValueError(f"{name}: processed as domain {corpus.domain}, params say {domains[name]}; re-run stage prepare")
     vectors = WordVectors.load(root / "data" / "embeddings" / "vectors.npz") if spec.encoder == "bilstm" else None
+
+    def placed(model: Tagger) -> Tagger:
+        """``model`` on the stage's device, with its mixed-precision switch set."""
+        model = model.to(device)
+        model.amp = amp
+        return model
+
     checkpoints: dict[tuple[str, str, int], Tagger] = {}
     for domain in sorted({c.domain for c in corpora.values()}):
         for method in (m for m in config.methods if m not in (SCRATCH, BERT_FINETUNE)):
@@ -122,20 +120,12 @@ def load_job(params: dict[str, Any], root: Path = ROOT) -> _Job:
                 path = root / "models" / "metatrain" / spec.encoder / f"{domain}-{method}" / f"K{k}.pt"
                 if not path.is_file():
                     raise FileNotFoundError(f"{path}: no checkpoint; run stage metatrain@{spec.encoder}-{domain}-{method} first")
-                checkpoints[(domain, method, k)] = load_model(path, vectors).to(device)
-    for model in checkpoints.values():
-        model.amp = amp
-    finetune_base = None
-    if BERT_FINETUNE in config.methods:
-        finetune_base = spec.factory(None)([], []).to(device)
-        finetune_base.amp = amp
-
+                checkpoints[(domain, method, k)] = placed(load_model(path, vectors))
+    finetune_base = placed(spec.factory(None)([], [])) if BERT_FINETUNE in config.methods else None
     build_scratch = scratch_builder(spec.factory(vectors, pretrained=False))
 
     def scratch(seed: int) -> Tagger:
-        model = build_scratch(seed).to(device)
-        model.amp = amp
-        return model
+        return placed(build_scratch(seed))
 
     if spec.encoder == "bilstm":
         label = model_label(root, vectors.dim)  # type: ignore[union-attr]
@@ -209,7 +199,7 @@ def merge_rows(kept: list[dict], rows: list[dict]) -> list[dict]:
 
 
 def write_reports(rows: list[dict], root: Path = ROOT) -> None:
-    write_text(root / "reports" / "scores.csv", scores_csv(rows))
+    write_text(root / "reports" / "scores.csv", csv_text(rows, COLUMNS))
     write_json(root / "reports" / "adapt_metrics.json", summarise(rows))
 
 

@@ -13,8 +13,6 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import logging
 import multiprocessing
 import shutil
@@ -28,7 +26,7 @@ import torch
 from hgda_core.data import Corpus, load_corpora
 from hgda_core.device import resolve_device, use_amp
 from hgda_core.embeddings import WordVectors
-from hgda_core.io import setup_logging, write_json, write_text
+from hgda_core.io import csv_text, setup_logging, write_json, write_text
 from hgda_core.metatrain import JsonlGzLog, MetaTrainParams, meta_train, result_metrics
 from hgda_core.models import ModelSpec, TaggerFactory
 from stages.common import ROOT, effective_params, load_params, shots_list
@@ -36,12 +34,7 @@ from stages.common import ROOT, effective_params, load_params, shots_list
 log = logging.getLogger("stages.metatrain")
 
 
-def curve_csv(rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, ["shots", "iteration", "train_loss", "val_loss"], lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
+CURVE_COLUMNS = ("shots", "iteration", "train_loss", "val_loss")
 
 
 @dataclass
@@ -122,7 +115,7 @@ def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT) -
     finally:
         _RUN = None
     write_json(report_dir / "metrics.json", {f"K{k}": done[k][0] for k in shots})
-    write_text(report_dir / "curve.csv", curve_csv([row for k in shots for row in done[k][1]]))
+    write_text(report_dir / "curve.csv", csv_text([row for k in shots for row in done[k][1]], CURVE_COLUMNS))
 
 
 def main(argv: list[str] | None = None) -> None:

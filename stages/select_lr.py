@@ -20,9 +20,7 @@ Run from the repository root, e.g.::
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
-import io
 import logging
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ import torch
 from hgda_core.adapt import BERT_FINETUNE, AdaptConfig, run_adaptation
 from hgda_core.data import Corpus, CorpusSplit, load_corpora
 from hgda_core.embeddings import WordVectors
-from hgda_core.io import setup_logging, write_text
+from hgda_core.io import csv_text, setup_logging, write_text
 from hgda_core.models import ModelSpec, load_model
 from stages.common import ROOT, load_params
 
@@ -96,19 +94,9 @@ def main(argv: list[str] | None = None) -> None:
                 log.info("theta %s head %s %s: devel F1 %s (%.0f s)", theta or head, head, corpus.name,
                          " ".join(f"{v:.3f}" for v in f1), time.perf_counter() - start)  # fmt: skip
     previous = OUT.read_text(encoding="utf-8") if OUT.is_file() else ""
-    out = csv_text(rows, header=not previous)
+    out = csv_text(rows, FIELDS, header=not previous)
     write_text(OUT, previous + out)
     log.info("appended %d rows to %s", len(rows), OUT.relative_to(ROOT))
-
-
-def csv_text(rows: list[dict], header: bool) -> str:
-    """Rows as CSV text (with the header line when ``header``)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, FIELDS, lineterminator="\n")
-    if header:
-        writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 if __name__ == "__main__":

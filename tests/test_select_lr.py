@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 
-from stages.select_lr import FIELDS, csv_text, devel_as_target
+from hgda_core.io import csv_text
+from stages.select_lr import FIELDS, devel_as_target
 
 
 def test_devel_split_takes_the_place_of_test(tiny_corpora) -> None:
@@ -18,5 +19,5 @@ def test_devel_split_takes_the_place_of_test(tiny_corpora) -> None:
 
 def test_rows_append_with_one_header() -> None:
     row = dict.fromkeys(FIELDS, "x")
-    text = csv_text([row], header=True) + csv_text([row], header=False)
+    text = csv_text([row], FIELDS, header=True) + csv_text([row], FIELDS, header=False)
     assert list(csv.DictReader(io.StringIO(text))) == [row, row]

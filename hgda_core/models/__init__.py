@@ -8,6 +8,7 @@ head; the BERT rows of Table 3 starred).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -40,9 +41,10 @@ def build_tagger(
     return Tagger(BiLSTMEncoder(vectors, config), decoder_domains, classifier_domains, labels)
 
 
-def load_tagger(path: str | Path, vectors: WordVectors) -> Tagger:
-    """Rebuild a BiLSTM tagger saved by :meth:`Tagger.save` (word vectors are given, not saved)."""
-    ckpt = Tagger.read_checkpoint(path)
+def load_tagger(path: str | Path, vectors: WordVectors, ckpt: dict | None = None) -> Tagger:
+    """Rebuild a BiLSTM tagger saved by :meth:`Tagger.save` (word vectors are given, not
+    saved; ``ckpt``: the checkpoint's contents, if already read)."""
+    ckpt = ckpt if ckpt is not None else Tagger.read_checkpoint(path)
     model = build_tagger(
         vectors, BiLSTMConfig(**ckpt["encoder_config"]), ckpt["decoder_domains"],
         ckpt["classifier_domains"], ckpt["labels"],
@@ -98,8 +100,6 @@ class ModelSpec:
             if vectors is None:
                 raise ValueError("the BiLSTM encoder needs word vectors")
             return lambda dec, cls: build_tagger(vectors, self.bilstm, dec, cls)
-        import copy
-
         from transformers import AutoConfig
 
         from hgda_core.models.bert import BertEncoder, resolve_model_path
@@ -129,11 +129,11 @@ def build_model(
 
 def load_model(path: str | Path, vectors: WordVectors | None) -> Tagger:
     """Rebuild any tagger saved by :meth:`Tagger.save`, BiLSTM or BERT (from its checkpoint)."""
-    kind = Tagger.read_checkpoint(path).get("encoder_kind", "bilstm")
-    if kind == "bert":
+    ckpt = Tagger.read_checkpoint(path)
+    if ckpt.get("encoder_kind", "bilstm") == "bert":
         from hgda_core.models.bert import load_bert_tagger
 
-        return load_bert_tagger(path)
+        return load_bert_tagger(path, ckpt)
     if vectors is None:
         raise ValueError(f"{path}: a BiLSTM checkpoint needs the word vectors")
-    return load_tagger(path, vectors)
+    return load_tagger(path, vectors, ckpt)

@@ -221,13 +221,14 @@ def build_bert_tagger(
     return Tagger(BertEncoder(config, bert_config), decoder_domains, classifier_domains, labels, tag_head)
 
 
-def load_bert_tagger(path: str | Path) -> Tagger:
-    """Rebuild a BERT tagger saved by :meth:`Tagger.save`.
+def load_bert_tagger(path: str | Path, ckpt: dict | None = None) -> Tagger:
+    """Rebuild a BERT tagger saved by :meth:`Tagger.save` (``ckpt``: its contents, if
+    already read).
 
     The architecture and tokenizer come from the saved ``model_path`` folder (which must
     still exist), every weight from the checkpoint: the folder's weights are not read.
     """
-    ckpt = Tagger.read_checkpoint(path)
+    ckpt = ckpt if ckpt is not None else Tagger.read_checkpoint(path)
     config = BertEncoderConfig(**ckpt["encoder_config"])
     bert_config = AutoConfig.from_pretrained(resolve_model_path(config.model_path), local_files_only=True)
     model = build_bert_tagger(
