@@ -30,8 +30,8 @@ bench: $(STAMP)
 
 # DVC runs stages one at a time; the metatrain@<encoder>-<held_out>-<method> instances
 # are independent, so this runs them two at a time (one per core, as `threads: 1`
-# intends) and records them in dvc.lock with `dvc commit`. Run `dvc repro embed` first; `dvc repro` afterwards goes on
-# with adapt and report.
+# intends) and records them in dvc.lock with `dvc commit`. Run `dvc repro embed` first;
+# `dvc repro` afterwards goes on with adapt and report.
 metatrain-parallel: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" dvc stage list --name-only \
 	  | sed -n 's/^metatrain@[^-]*-\([^-]*\)-\(.*\)$$/--held-out \1 --method \2/p' \
