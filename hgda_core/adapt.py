@@ -147,6 +147,7 @@ def fine_tune(
     grad_clip: float | None = 5.0,
     seed: int = 0,
     theta_lr: float | None = None,
+    labels: Sequence[str] | None = None,
 ) -> Tagger:
     """Adapt a copy of ``model`` to ``domain`` on the K ``sentences`` (sequence encoder adaptation, §4.2).
 
@@ -167,6 +168,8 @@ def fine_tune(
             is left as it was.
         theta_lr: the encoder's own initial rate (BERT: 1e-5 scaled by eq. 3, Appendix);
             None: the encoder and the new decoder both use ``lr``.
+        labels: the new decoder's tag set (``O`` first; e.g. typed ``B-Chemical``
+            tags of a user's corpus); None: the model's own labels.
 
     Returns:
         The adapted copy, in eval mode.
@@ -176,7 +179,7 @@ def fine_tune(
     adapted = _copy_sharing_frozen(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        decoder = adapted.add_decoder(domain)
+        decoder = adapted.add_decoder(domain, labels)
         encoder = [p for p in adapted.encoder.parameters() if p.requires_grad]
         head = list(decoder.parameters())
         params = encoder + head

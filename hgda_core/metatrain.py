@@ -55,9 +55,10 @@ def derive_seed(seed: int, *parts: object) -> int:
 
 
 def source_domains(
-    corpora: Mapping[str, Corpus], held_out: str
+    corpora: Mapping[str, Corpus], held_out: str | None
 ) -> dict[str, list[Corpus]]:
-    """Source domain → its corpora: every domain but the held-out one (never seen)."""
+    """Source domain → its corpora: every domain but the held-out one (never seen);
+    ``held_out=None``: every domain (a release model for new entity types)."""
     by_domain: dict[str, list[Corpus]] = {}
     for corpus in corpora.values():
         if corpus.domain != held_out:
