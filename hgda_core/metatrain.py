@@ -95,7 +95,7 @@ def read_log(path: str | Path) -> list[dict]:
 def meta_train(
     corpora: Mapping[str, Corpus],
     factory: TaggerFactory,
-    held_out: str,
+    held_out: str | None,
     method: str,
     k: int,
     params: MetaTrainParams,
@@ -111,7 +111,8 @@ def meta_train(
     Args:
         corpora: processed corpora by name (the held-out domain's are ignored).
         factory: builds the tagger (:meth:`hgda_core.models.ModelSpec.factory`).
-        held_out: the target domain, unseen during training.
+        held_out: the target domain, unseen during training; None: train on every
+            domain (the release model, stage ``release``).
         method: ``hgda``, ``hgda_nes``, ``metaner`` or ``transfer``.
         k: support/query size; α = β by eq. 3.
         params: the ``meta`` params.
