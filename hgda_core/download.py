@@ -13,8 +13,10 @@ blob SHA-1 that ``git hash-object`` prints).  A corpus is assembled in a tempora
 beside the output folder and moved into place with :func:`os.replace` only when all three
 files verify, so the output folder never holds a half-written corpus.
 
-Archives are read safely: only the members that are needed are extracted, only if they
-are regular files, and with :mod:`tarfile`'s ``"data"`` filter, so no member can land
+Archives are read safely: only the members that are needed are extracted (a member that
+poses as one through an absolute path or ``..`` is examined too, and refused), only if
+they are regular files named by plain relative paths whose target stays inside the
+scratch folder, and with :mod:`tarfile`'s ``"data"`` filter — so no member can land
 outside the scratch folder (no absolute paths, ``..`` components or links).
 
 Every failure is one :class:`DownloadError` with a one-line message naming the corpus,
@@ -27,6 +29,7 @@ import hashlib
 import http.client
 import logging
 import os
+import posixpath
 import re
 import shutil
 import tarfile
@@ -211,6 +214,13 @@ def _normalise_member(name: str) -> str:
     return name
 
 
+def _claimed_name(name: str) -> str:
+    """The relative path a member name points at once a leading ``/`` and every ``.`` and
+    ``..`` are resolved lexically: a member that poses as a wanted file through an
+    absolute path or a traversal is examined (and rejected), not skipped."""
+    return posixpath.normpath("/" + name).lstrip("/")
+
+
 class ArchiveSource:
     """A local tar archive laid out like BioBERT's ``datasets.tar.gz``.
 
@@ -269,7 +279,7 @@ class ArchiveSource:
         self.scratch.mkdir(parents=True, exist_ok=True)
         with tarfile.open(self.archive, "r:*") as tar:
             for member in tar:
-                name = _normalise_member(member.name)
+                name = _claimed_name(member.name)
                 if name in self._wanted:
                     found[name] = self._extract_member(tar, member, name)
         return found
@@ -277,9 +287,17 @@ class ArchiveSource:
     def _extract_member(
         self, tar: tarfile.TarFile, member: tarfile.TarInfo, name: str
     ) -> Path | str:
-        """Extract one needed member safely; return its path or why it was rejected."""
+        """Extract one needed member safely; return its path or why it was rejected.
+
+        Three guards, each on its own: the member is a regular file named by a plain
+        relative path; its target, with every link already in the extraction folder
+        resolved, stays inside that folder; and :mod:`tarfile`'s ``"data"`` filter
+        (no links out, no device files, no owner, no set-uid or group/other-write bits).
+        """
         if not member.isfile():
             return f"member {member.name} is not a regular file"
+        if _normalise_member(member.name) != name:
+            return f"member {member.name} is not a plain relative path (absolute, or with '.' or '..' parts)"
         root = self.scratch.resolve()
         target = (root / name).resolve()
         if not target.is_relative_to(root):

@@ -35,7 +35,7 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from hgda_core.adapt import BERT_FINETUNE, COLUMNS, SCRATCH, AdaptConfig, run_adaptation, scratch_builder, summarise
+from hgda_core.adapt import BERT_FINETUNE, COLUMNS, SCRATCH, AdaptConfig, draw_for, run_adaptation, scratch_builder, summarise
 from hgda_core.data import Corpus, load_corpora
 from hgda_core.device import resolve_device, use_amp
 from hgda_core.embeddings import WordVectors
@@ -105,6 +105,8 @@ def load_job(params: dict[str, Any], root: Path = ROOT) -> _Job:
     for name, corpus in corpora.items():
         if corpus.domain != domains[name]:
             raise ValueError(f"{name}: processed as domain {corpus.domain}, params say {domains[name]}; re-run stage prepare")
+        for k in shots_list(params["shots"]):
+            draw_for(corpus, k, 0, params["seed"], config.sampling)  # K too large: this error, before any work
     vectors = WordVectors.load(root / "data" / "embeddings" / "vectors.npz") if spec.encoder == "bilstm" else None
 
     def placed(model: Tagger) -> Tagger:

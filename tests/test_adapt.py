@@ -17,6 +17,8 @@ from hgda_core.adapt import (
     COLUMNS, AdaptConfig, draw_for, draw_sample, evaluate, fine_tune, run_adaptation, scratch_builder, summarise,
 )
 from hgda_core.data import save_corpus
+from hgda_core.metatrain import derive_seed
+from hgda_core.metrics import entity_scores
 from hgda_core.models import build_tagger, load_tagger
 from stages import adapt as stage
 from tests.conftest import TINY
@@ -166,12 +168,75 @@ def test_run_adaptation_rows(checkpoint, tiny_vectors, tiny_corpora) -> None:
     assert set(summary["hgda"]["disease-corpus"]["K5"]["f1"]) == {"mean", "std"}
 
 
-def test_evaluate_scores_a_perfect_tagger(make_tagger, tiny_corpora, monkeypatch) -> None:
+def test_evaluate_equals_seqeval_scores_of_the_real_predictions(make_tagger, tiny_corpora) -> None:
+    """``evaluate`` scores the model's own Viterbi tags (an untrained tagger: far from perfect)."""
     model = make_tagger(SOURCES)
+    model.add_decoder("Disease")
     test = tiny_corpora["Disease"][0]["test"]
-    monkeypatch.setattr(type(model), "predict", lambda self, s, d, b=256: [list(x.tags) for x in s])
-    scores = evaluate(model, "Disease", test)
-    assert scores["f1"] == 1.0 and scores["fp"] == scores["fn"] == 0
+    expected = entity_scores([s.tags for s in test], model.predict(test, "Disease")).as_dict()
+    assert evaluate(model, "Disease", test, batch_size=7) == expected
+    assert expected["f1"] < 0.9  # a gold-against-gold scorer would give 1.0
+    gold = sum(s.n_mentions for s in test)
+    assert expected["tp"] + expected["fn"] == gold
+
+
+DROPOUT = dataclasses.replace(TINY, dropout=0.3)
+
+
+def test_paired_design_same_sentences_decoder_and_dropout_for_every_method(tiny_vectors, tiny_corpora, monkeypatch) -> None:
+    """One tagger under two method names, dropout on: identical adapted weights and rows
+    (apart from ``seconds``), equal to a direct ``fine_tune`` with the documented seed
+    ``derive_seed(seed, "adapt-tune", corpus, K, r)``."""
+    torch.manual_seed(3)
+    tagger = build_tagger(tiny_vectors, DROPOUT, list(SOURCES), list(SOURCES))
+    corpus = tiny_corpora["Disease"][0]
+    config = AdaptConfig(methods=["hgda", "metaner"], repeats=2, steps=3, eval_batch_size=16)
+    adapted: list[tuple[str, dict[str, torch.Tensor]]] = []
+    real = adapt_mod.evaluate
+
+    def capture(model, domain, test, batch_size=256):
+        adapted.append((domain, _state(model)))
+        return real(model, domain, test, batch_size)
+
+    monkeypatch.setattr(adapt_mod, "evaluate", capture)
+    rows = run_adaptation(corpus, 5, config.methods, {"hgda": tagger, "metaner": tagger}, config, seed=13,
+                          model_label="tiny")
+    assert [r["method"] for r in rows] == ["hgda", "metaner"] * 2 and len(adapted) == 4
+    drop = lambda row: {k: v for k, v in row.items() if k not in ("method", "seconds")}  # noqa: E731
+    lr = adapt_mod.adaptation_lr(config, 5)
+    for r in range(2):
+        (_, hgda), (_, metaner) = adapted[2 * r : 2 * r + 2]
+        assert hgda.keys() == metaner.keys() and all(torch.equal(hgda[k], metaner[k]) for k in hgda)
+        assert drop(rows[2 * r]) == drop(rows[2 * r + 1])
+        sentences = [corpus["train"][i] for i in draw_for(corpus, 5, r, 13)]
+        seed = derive_seed(13, "adapt-tune", corpus.name, 5, r)
+        direct = fine_tune(tagger, "Disease", sentences, config.steps, lr, config.momentum, config.weight_decay,
+                           config.grad_clip, seed)
+        assert all(torch.equal(v, hgda[k]) for k, v in _state(direct).items())
+    # The dropout masks matter: the same start, sentences and decoder initialisation with
+    # dropout masks from another generator state give other weights.
+    sentences = [corpus["train"][i] for i in draw_for(corpus, 5, 0, 13)]
+    seed = derive_seed(13, "adapt-tune", corpus.name, 5, 0)
+    torch.manual_seed(seed)
+    other = copy.deepcopy(tagger)
+    other.add_decoder("Disease")
+    other.train()
+    torch.manual_seed(seed + 1)  # same decoder weights (already drawn), other masks
+    batch = other.task_batch(sentences, [], "Disease")
+    loss_a, _ = other(batch, batch.support, None)
+    loss_b, _ = other(batch, batch.support, None)
+    assert not torch.equal(loss_a, loss_b)
+
+
+def test_k_equal_to_the_train_split_uses_every_sentence(tiny_corpora) -> None:
+    corpus = tiny_corpora["Disease"][0]
+    assert draw_for(corpus, 60, 0, seed=13) == list(range(60))
+
+
+@pytest.mark.parametrize("k", [0, -3])
+def test_k_not_positive_is_a_clear_error(tiny_corpora, k) -> None:
+    with pytest.raises(ValueError, match=f"K must be positive, got {k}"):
+        draw_for(tiny_corpora["Disease"][0], k, 0, seed=13)
 
 
 # --- the stage -----------------------------------------------------------------------
@@ -300,3 +365,13 @@ def test_stage_names_a_missing_checkpoint(layout) -> None:
     params["adapt"]["methods"] = ["metaner"]
     with pytest.raises(FileNotFoundError, match=r"Disease-metaner.*run stage metatrain@bilstm-Disease-metaner"):
         stage.run(params, root, progress=False)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stage_rejects_k_larger_than_a_train_split_before_any_work(layout, monkeypatch, workers) -> None:
+    root, params = layout
+    params["shots"], params["adapt"]["methods"], params["adapt"]["workers"] = [5, 61], ["scratch"], workers
+    monkeypatch.setattr(stage, "_run_unit", lambda unit: pytest.fail(f"adapted {unit} before checking K"))
+    with pytest.raises(ValueError, match=r"corpus disease-corpus: train split has 60 sentences, fewer than K = 61"):
+        stage.run(params, root, progress=False)
+    assert not (root / "reports" / "scores.csv").exists()

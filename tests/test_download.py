@@ -9,6 +9,8 @@ import functools
 import hashlib
 import http.server
 import io
+import os
+import re
 import shutil
 import socket
 import subprocess
@@ -23,6 +25,8 @@ import pytest
 from hgda_core.data import SPLITS
 from hgda_core.download import (
     CHECKSUMS_PATH,
+    ArchiveSource,
+    SourceMiss,
     DownloadError,
     fetch_corpora,
     file_digest,
@@ -163,11 +167,52 @@ def test_committed_manifest_lists_all_eight_corpora() -> None:
     assert table["NCBI-disease"]["train"].algo == "sha256"
 
 
-def test_malformed_manifest_names_file_and_line(tmp_path: Path) -> None:
+HEADER = "corpus\tsplit\talgo\tdigest\n"
+DIGEST = "a" * 64
+
+
+def _rows(corpus: str = "toy", **override: str) -> str:
+    return "".join(f"{corpus}\t{split}\tsha256\t{override.get(split, DIGEST)}\n" for split in SPLITS)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("corpus\tsplit\tdigest\n" + _rows(), r":1: expected the header corpus<TAB>split<TAB>algo<TAB>digest"),
+        ("", r":1: expected the header"),
+        (HEADER + "toy\ttrain\tsha256\n", r":2: expected 4 tab-separated columns, found 3"),
+        (HEADER + f"toy\ttrain\tsha256\t{DIGEST}\textra\n", r":2: expected 4 tab-separated columns, found 5"),
+        (HEADER + _rows("../toy"), r":2: corpus name '\.\./toy' is not a plain folder name"),
+        (HEADER + _rows("toy/sub"), r":2: corpus name 'toy/sub' is not a plain folder name"),
+        (HEADER + _rows(".hidden"), r":2: corpus name '\.hidden' is not a plain folder name"),
+        (HEADER + "toy\tvalid\tsha256\t" + DIGEST + "\n", r":2: unknown split 'valid'"),
+        (HEADER + "toy\ttrain\tmd5\t" + DIGEST + "\n", r":2: unknown algorithm 'md5'"),
+        (HEADER + _rows(devel="xyz" + "0" * 61), r":3: digest 'xyz0+' is not a hex string"),
+        (HEADER + _rows(devel="abc"), r":3: digest 'abc' is not a hex string"),
+        (HEADER + "# a comment\n\n" + "".join(_rows().splitlines(True)[:2]), r": corpus toy lacks a checksum"),
+    ],
+    ids=["header", "empty", "too-few-columns", "too-many-columns", "dotdot-name", "slash-name", "dot-name",
+         "unknown-split", "unknown-algo", "non-hex-digest", "short-digest", "missing-split"],
+)
+def test_every_checksums_guard_names_file_and_line(tmp_path: Path, text: str, message: str) -> None:
     path = tmp_path / "checksums.tsv"
-    path.write_text("corpus\tsplit\talgo\tdigest\ntoy\ttrain\tmd5\tabcdef\n")
-    with pytest.raises(DownloadError, match=rf"{path}:2: unknown algorithm 'md5'"):
+    path.write_text(text)
+    with pytest.raises(DownloadError, match=f"^{re.escape(str(path))}{message}"):
         read_checksums(path)
+
+
+def test_a_well_formed_manifest_with_comments_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "checksums.tsv"
+    path.write_text(HEADER + "# comment\n\n" + _rows("toy", test="B" * 40).replace("sha256\t" + "B" * 40, "git-sha1\t" + "B" * 40))
+    table = read_checksums(path)
+    assert set(table) == {"toy"} and set(table["toy"]) == set(SPLITS)
+    assert table["toy"]["test"].algo == "git-sha1" and table["toy"]["test"].digest == "b" * 40
+    assert table["toy"]["train"].digest == DIGEST
+
+
+def test_a_missing_manifest_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(DownloadError, match=r"checksums\.tsv: cannot read checksums"):
+        read_checksums(tmp_path / "checksums.tsv")
 
 
 # --------------------------------------------------------------------------- sources
@@ -227,37 +272,77 @@ def test_mirror_first_then_url(tmp_path: Path, served: Served) -> None:
 # --------------------------------------------------------------------------- safety
 
 
+WANTED = "datasets/NER/toy-disease/train.tsv"
+TRAIN = (MIRROR / "toy-disease" / "train.tsv").read_bytes()
+
+
 @pytest.mark.parametrize(
     "evil",
     [
-        lambda tar: add_bytes(tar, "datasets/NER/x/" + "../" * 9 + "evil", b"pwned"),
-        lambda tar: add_bytes(tar, "/tmp/hgda-test-evil", b"pwned"),
-        lambda tar: add_link(tar, "datasets/NER/toy-disease/train.tsv", "../../../../evil"),
-        lambda tar: add_link(tar, "datasets/NER/toy-disease/train.tsv", "/etc/passwd"),
-        lambda tar: add_link(
-            tar, "datasets/NER/toy-disease/train.tsv", "/etc/passwd", tarfile.LNKTYPE
-        ),
+        lambda tar: add_bytes(tar, "datasets/NER/" + "../" * 4 + WANTED, TRAIN),
+        lambda tar: add_bytes(tar, "datasets/NER/toy-disease/../toy-disease/train.tsv", TRAIN),
+        lambda tar: add_bytes(tar, "/" + WANTED, TRAIN),
+        lambda tar: add_link(tar, WANTED, "../../../../evil"),
+        lambda tar: add_link(tar, WANTED, "/etc/passwd"),
+        lambda tar: add_link(tar, WANTED, "/etc/passwd", tarfile.LNKTYPE),
+        lambda tar: add_link(tar, WANTED, "../devel.tsv", tarfile.LNKTYPE),
     ],
-    ids=["dotdot", "absolute", "symlink-relative", "symlink-absolute", "hardlink"],
+    ids=["dotdot-above", "dotdot-inside", "absolute", "symlink-relative", "symlink-absolute", "hardlink-absolute",
+         "hardlink-relative"],
 )
-def test_malicious_members_never_land_outside(tmp_path: Path, evil) -> None:  # type: ignore[no-untyped-def]
+def test_malicious_members_named_like_wanted_files_never_land_outside(tmp_path: Path, evil) -> None:  # type: ignore[no-untyped-def]
+    """Each member poses as ``toy-disease/train.tsv``; it is examined, rejected by name,
+    and nothing is written outside the output folder (nor at the filesystem root)."""
     work = tmp_path / "work"
     work.mkdir()
     archive = work / "datasets.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        evil(tar)
         for split in ("devel", "test"):
-            tar.add(
-                MIRROR / "toy-disease" / f"{split}.tsv", f"datasets/NER/toy-disease/{split}.tsv"
-            )
+            tar.add(MIRROR / "toy-disease" / f"{split}.tsv", f"datasets/NER/toy-disease/{split}.tsv")
+        evil(tar)
+    with tarfile.open(archive) as tar:
+        member = tar.getmembers()[-1].name
     before = set(tmp_path.parent.iterdir())
     out = work / "deep" / "raw"
-    with pytest.raises(DownloadError) as info:
-        fetch_corpora(["toy-disease"], out, mirror=archive, checksums_path=CHECKSUMS)
-    assert "toy-disease/train.tsv" in str(info.value)
-    assert set(tmp_path.parent.iterdir()) == before
-    assert not Path("/tmp/hgda-test-evil").exists()
-    assert listing(work) == ["datasets.tar.gz", "deep", "deep/raw"]
+    try:
+        with pytest.raises(DownloadError) as info:
+            fetch_corpora(["toy-disease"], out, mirror=archive, checksums_path=CHECKSUMS)
+        assert f"member {member} " in str(info.value)  # the error names the member
+        assert "toy-disease/train.tsv" in str(info.value)
+        assert set(tmp_path.parent.iterdir()) == before
+        assert listing(work) == ["datasets.tar.gz", "deep", "deep/raw"]
+        assert not Path("/" + WANTED).exists()
+    finally:  # a broken guard must not leave files behind at the root
+        shutil.rmtree("/datasets/NER/toy-disease", ignore_errors=True)
+
+
+def test_a_symlinked_parent_in_the_extraction_folder_is_refused(tmp_path: Path) -> None:
+    """The extraction folder already holds ``datasets/NER/toy-disease`` → a folder outside:
+    the wanted member would be written through it, and is refused instead."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    scratch = tmp_path / "scratch"
+    (scratch / "datasets" / "NER").mkdir(parents=True)
+    (scratch / "datasets" / "NER" / "toy-disease").symlink_to(outside, target_is_directory=True)
+    archive = make_archive(tmp_path / "a.tar.gz", ["toy-disease"])
+    source = ArchiveSource(archive, scratch, ["toy-disease"])
+    with pytest.raises(SourceMiss, match=rf"member {WANTED} would land outside the extraction folder"):
+        source.locate("toy-disease", "train")
+    assert listing(outside) == []
+
+
+def test_extracted_files_get_the_data_filter(tmp_path: Path) -> None:
+    """tarfile's "data" filter: no set-uid/set-gid bits, no group/other write, no owner."""
+    archive = tmp_path / "a.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo(WANTED)
+        info.size, info.mode, info.uid, info.gid = len(TRAIN), 0o6777, 4242, 4242
+        tar.addfile(info, io.BytesIO(TRAIN))
+    path = ArchiveSource(archive, tmp_path / "scratch", ["toy-disease"]).locate("toy-disease", "train")
+    stat = path.stat()
+    assert path.read_bytes() == TRAIN
+    assert stat.st_mode & 0o7777 == 0o755
+    assert (stat.st_uid, stat.st_gid) == (os.getuid(), os.getgid())
 
 
 def test_symlinked_parent_folder_is_not_followed(tmp_path: Path) -> None:

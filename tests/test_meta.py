@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import types
 
 import pytest
 import torch
@@ -61,9 +62,13 @@ def test_param_groups_cover_theta_phi_omega(make_tagger):
 # --- a hand-written reference of Algorithms 1 and 2 (deep copies, separate losses) -----
 
 
-def _hand_losses(model, batch, lab_rows, cls_rows):
-    lab, _ = model(batch, lab_rows, None)
-    _, cls = model(batch, None, cls_rows)
+def _hand_losses(model, task, lab_sentences):
+    """L^lab on ``lab_sentences`` and L^cls on the query set, each from its own batch of
+    the raw sentences (not the code's joint ``task_batch`` and its row slices)."""
+    lab_batch = model.task_batch(lab_sentences, [], task.domain)
+    lab, _ = model(lab_batch, slice(None), None)
+    cls_batch = model.task_batch([], task.query, task.domain)
+    _, cls = model(cls_batch, None, slice(None))
     return lab, cls
 
 
@@ -80,44 +85,57 @@ def _hand_group_grads(model, lab, cls, lam, domain):
     return out
 
 
-def _hand_meta_step(model, tasks, alpha, beta, lam, steps):
-    results = []
-    for task in tasks:
-        clone = copy.deepcopy(model)
-        batch = clone.task_batch(task.support, task.query, task.domain)
-        for _ in range(steps):  # Alg. 2 lines 2-9
-            lab, cls = _hand_losses(clone, batch, batch.support, batch.query)
-            grads = _hand_group_grads(clone, lab, cls, lam, task.domain)
-            with torch.no_grad():
-                for name, p in clone.named_parameters():
-                    if name in grads:
-                        p -= beta * grads[name]
-        lab, cls = _hand_losses(clone, batch, batch.support, batch.query)  # lines 10-11
-        results.append((lab.item(), cls.item(), _hand_group_grads(clone, lab, cls, lam, task.domain)))
-    labs = [r[0] for r in results]
-    clss = [r[1] for r in results]
-    gammas = {
+def _hand_task(model, task, beta, lam, steps, theta_scale=1.0, outer="support"):
+    """Alg. 2 on a deep copy: the adapted (L^lab, L^cls) and the first-order meta-gradient."""
+    clone = copy.deepcopy(model)
+    for _ in range(steps):  # lines 2-9, on T^S (lab) and T^Q (cls)
+        lab, cls = _hand_losses(clone, task, task.support)
+        grads = _hand_group_grads(clone, lab, cls, lam, task.domain)
+        with torch.no_grad():
+            for name, p in clone.named_parameters():
+                if name in grads:
+                    p -= beta * (theta_scale if param_group(name) == "theta" else 1.0) * grads[name]
+    lab, cls = _hand_losses(clone, task, task.support if outer == "support" else task.query)  # lines 10-11
+    return lab.item(), cls.item(), _hand_group_grads(clone, lab, cls, lam, task.domain)
+
+
+def _hand_gammas(labs, clss, lam):
+    return {
         "theta": [(l + lam * c) / sum(a + lam * b for a, b in zip(labs, clss)) for l, c in zip(labs, clss)],
         "phi": [l / sum(labs) for l in labs],
         "omega": [c / sum(clss) for c in clss],
     }
-    expected = {}
+
+
+def _hand_meta_gradient(model, tasks, beta, lam, steps, theta_scale=1.0, outer="support"):
+    """Σ_i γ_i^g ∇L_i per parameter (Alg. 1 lines 9-12 before the step), and the γ."""
+    results = [_hand_task(model, t, beta, lam, steps, theta_scale, outer) for t in tasks]
+    gammas = _hand_gammas([r[0] for r in results], [r[1] for r in results], lam)
+    total = {}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            parts = [gammas[param_group(name)][i] * r[2][name] for i, r in enumerate(results) if name in r[2]]
+            total[name] = sum(parts) if parts else None
+    return total, gammas
+
+
+def _hand_meta_step(model, tasks, alpha, beta, lam, steps):
+    total, gammas = _hand_meta_gradient(model, tasks, beta, lam, steps)
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if not p.requires_grad:
-                continue
-            update = sum(
-                gammas[param_group(name)][i] * r[2][name] for i, r in enumerate(results) if name in r[2]
-            )
-            expected[name] = p - alpha * update if torch.is_tensor(update) else p.clone()
+        expected = {n: p - alpha * total[n] if total[n] is not None else p.clone()
+                    for n, p in model.named_parameters() if p.requires_grad}
     return expected, gammas
+
+
+def _tasks(tiny_corpora, k=3, seed=5, domains=("Disease", "Gene", "Species", "Gene")):
+    source = {d: tiny_corpora[d] for d in ("Disease", "Gene", "Species")}
+    return [TaskSampler(source, "train", k, seed=seed).sample(d) for d in domains]
 
 
 @pytest.mark.parametrize("steps", [1, 2])
 def test_first_order_meta_step_equals_hand_written_sgd(make_tagger, tiny_corpora, steps):
     model = make_tagger()
-    source = {d: tiny_corpora[d] for d in ("Disease", "Gene", "Species")}
-    tasks = [TaskSampler(source, "train", 3, seed=5).sample(d) for d in ("Disease", "Gene", "Species", "Gene")]
+    tasks = _tasks(tiny_corpora)
     alpha, beta, lam = 0.1, 0.05, 0.5
     expected, gammas = _hand_meta_step(model, tasks, alpha, beta, lam, steps)
 
@@ -131,6 +149,54 @@ def test_first_order_meta_step_equals_hand_written_sgd(make_tagger, tiny_corpora
     for name, p in model.named_parameters():
         if p.requires_grad:
             torch.testing.assert_close(p.detach(), expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_outer_lab_on_query_and_theta_rate_scale_momentum_and_clipping_by_hand(make_tagger, tiny_corpora):
+    """Two iterations with ``outer_lab_set: query``, θ's inner and outer rates scaled by
+    0.3, SGD momentum 0.9 and the meta-gradient clipped to norm 0.05, against a hand-written
+    momentum buffer and clipping."""
+    alpha, beta, lam, scale, clip, mu = 0.2, 0.1, 0.7, 0.3, 0.05, 0.9
+    batches = [_tasks(tiny_corpora, seed=5), _tasks(tiny_corpora, seed=6, domains=("Species", "Disease", "Gene"))]
+    reference = make_tagger()
+    model = make_tagger()
+    config = MetaConfig(alpha=alpha, beta=beta, lam=lam, outer_lab_set="query", theta_lr_scale=scale)
+    theta = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("encoder.")]
+    rest = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("encoder.")]
+    optimizer = torch.optim.SGD([{"params": theta, "lr": alpha * scale}, {"params": rest}], lr=alpha, momentum=mu)
+    learner = MetaLearner(model, config, optimizer, grad_clip=clip)
+    buffers: dict[str, torch.Tensor] = {}
+    clipped = []
+    for tasks in batches:
+        learner.step(tasks)
+        total, _ = _hand_meta_gradient(reference, tasks, beta, lam, 1, theta_scale=scale, outer="query")
+        present = {n: g for n, g in total.items() if g is not None}
+        norm = torch.sqrt(sum((g.double() ** 2).sum() for g in present.values()))
+        factor = min(1.0, clip / (float(norm) + 1e-6))
+        clipped.append(factor < 1.0)
+        with torch.no_grad():
+            for name, p in reference.named_parameters():
+                if name not in present:
+                    continue
+                g = present[name] * factor
+                buffers[name] = g.clone() if name not in buffers else mu * buffers[name] + g
+                p -= alpha * (scale if name.startswith("encoder.") else 1.0) * buffers[name]
+    assert all(clipped)  # the clip is active in both iterations
+    got = dict(model.named_parameters())
+    for name, p in reference.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(got[name].detach(), p.detach(), rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_outer_lab_set_query_differs_from_support(make_tagger, tiny_corpora):
+    tasks = _tasks(tiny_corpora)[:1]
+    out = {}
+    for outer in ("support", "query"):
+        model = make_tagger()
+        learner = MetaLearner(model, MetaConfig(outer_lab_set=outer), torch.optim.SGD(model.parameters(), lr=0.1))
+        out[outer] = learner.task_result(model.task_batch(tasks[0].support, tasks[0].query, tasks[0].domain))
+        lab, _, _ = _hand_task(make_tagger(), tasks[0], 0.01, 1.0, 1, outer=outer)
+        assert out[outer].lab == pytest.approx(lab, rel=1e-5)
+    assert out["support"].lab != pytest.approx(out["query"].lab, rel=1e-3)
 
 
 def test_uniform_weights_give_mean_of_task_gradients(make_tagger, tiny_corpora):
@@ -157,19 +223,23 @@ def test_hardness_weights_change_the_update(make_tagger, tiny_corpora):
     assert not torch.allclose(finals[0], finals[1])
 
 
-def test_metaner_reverses_the_domain_gradient_into_theta(make_tagger, tiny_corpora):
+def test_metaner_reverses_the_domain_gradient_into_theta_scaled_by_lambda(make_tagger, tiny_corpora):
+    """MetaNER at λ = 0.5: L^cls sends −λ × its unscaled gradient into θ; ω gets the unscaled one."""
     source = {d: tiny_corpora[d] for d in ("Disease", "Gene", "Species")}
     task = TaskSampler(source, "train", 3, seed=3).sample("Gene")
     grads = {}
-    for adversarial in (False, True):
+    for name, config in {"unscaled": MetaConfig(lam=1.0), "metaner": MetaConfig(lam=0.5, adversarial=True),
+                         "hgda": MetaConfig(lam=0.5)}.items():
         model = make_tagger()
-        learner = MetaLearner(model, MetaConfig(adversarial=adversarial, adaptation_steps=0), torch.optim.SGD(model.parameters(), lr=0.1))
+        learner = MetaLearner(model, config, torch.optim.SGD(model.parameters(), lr=0.1))
         batch = model.task_batch(task.support, task.query, task.domain)
-        lab, cls = learner.losses(learner.task_params("Gene"), batch, None, batch.query)
-        grads[adversarial] = learner._grads(cls, learner.task_params("Gene"))
-    name = "encoder.lstm.weight_ih_l0"
-    torch.testing.assert_close(grads[True][name], -grads[False][name])
-    torch.testing.assert_close(grads[True]["domain_head.weight"], grads[False]["domain_head.weight"])
+        _, cls = learner.losses(learner.task_params("Gene"), batch, None, batch.query)
+        grads[name] = learner._grads(cls, learner.task_params("Gene"))
+    assert MetaConfig(lam=0.5, adversarial=True).cls_grad_scale == -0.5
+    for name in ("encoder.lstm.weight_ih_l0", "encoder.char_cnn.weight"):
+        torch.testing.assert_close(grads["metaner"][name], -0.5 * grads["unscaled"][name])
+        torch.testing.assert_close(grads["hgda"][name], 0.5 * grads["unscaled"][name])
+    torch.testing.assert_close(grads["metaner"]["domain_head.weight"], grads["unscaled"]["domain_head.weight"])
 
 
 def test_conjugate_gradient_solves_small_quadratic_system():
@@ -194,6 +264,48 @@ def test_implicit_gradient_runs_and_differs_from_first_order(make_tagger, tiny_c
     name = "encoder.lstm.weight_hh_l0"
     assert torch.isfinite(out["implicit"].grads[name]).all()
     assert not torch.allclose(out["implicit"].grads[name], out["first_order"].grads[name])
+
+
+class _Quadratic(torch.nn.Module):
+    """A toy with the tagger's interface: L^lab = ½ (w − a)ᵀ A (w − a) on any rows, L^cls = 0."""
+
+    def __init__(self, hessian, centre, start):
+        super().__init__()
+        self.encoder = torch.nn.Module()
+        self.encoder.w = torch.nn.Parameter(start.clone())
+        self.hessian, self.centre = hessian, centre
+
+    def forward(self, batch, lab_rows, cls_rows, cls_grad_scale=1.0):
+        d = self.encoder.w - self.centre
+        zero = d.new_zeros(())
+        return (0.5 * d @ self.hessian @ d if lab_rows is not None else zero), zero
+
+
+def test_implicit_gradient_equals_the_closed_form_on_a_quadratic():
+    """iMAML with 3 proximal inner steps: θ_i by hand, then g = (I + A/reg)⁻¹ A (θ_i − a)."""
+    torch.manual_seed(0)
+    m = torch.randn(3, 3, dtype=torch.float64)
+    hessian = m @ m.T + torch.eye(3, dtype=torch.float64)
+    centre, start = torch.randn(3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    beta, reg, steps = 0.05, 2.0, 3
+    model = _Quadratic(hessian, centre, start)
+    config = MetaConfig(beta=beta, adaptation_steps=steps, gradient="implicit", implicit_reg=reg, cg_steps=3)
+    learner = MetaLearner(model, config, torch.optim.SGD(model.parameters(), lr=0.1))
+    batch = types.SimpleNamespace(support=slice(0, 1), query=slice(1, 2), domain="toy")
+    result = learner.task_result(batch)
+
+    w = start.clone()
+    for _ in range(steps):  # inner SGD on L + reg/2 ||w − θ||²
+        w = w - beta * (hessian @ (w - centre) + reg * (w - start))
+    expected = torch.linalg.solve(torch.eye(3, dtype=torch.float64) + hessian / reg, hessian @ (w - centre))
+    torch.testing.assert_close(result.grads["encoder.w"], expected)
+    assert result.lab == pytest.approx(float(0.5 * (w - centre) @ hessian @ (w - centre)))
+    first = MetaLearner(_Quadratic(hessian, centre, start), MetaConfig(beta=beta, adaptation_steps=steps),
+                        torch.optim.SGD([torch.zeros(1)], lr=0.1)).task_result(batch)
+    w_plain = start.clone()
+    for _ in range(steps):  # first order: no proximal term, the gradient at θ_i itself
+        w_plain = w_plain - beta * hessian @ (w_plain - centre)
+    torch.testing.assert_close(first.grads["encoder.w"], hessian @ (w_plain - centre))
 
 
 def _short_training(make_tagger, tiny_corpora, seed, learner_cls=MetaLearner, config=None, iterations=30):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -119,3 +121,44 @@ def test_stage_rejects_a_pair_not_in_params(tmp_path, tiny_corpora, tiny_vectors
     params["model"]["encoder"] = "elmo"
     with pytest.raises(ValueError, match="model.encoder must be one of bilstm, bert, got 'elmo'"):
         stage.run(params, "Drug", "hgda", tmp_path)
+
+
+def _recording(base, seen):
+    """``base`` that records its class name and MetaConfig in ``seen`` when built."""
+
+    class Recording(base):
+        def __init__(self, model, config, *args, **kwargs):
+            seen.update(cls=base.__name__, config=config)
+            super().__init__(model, config, *args, **kwargs)
+
+    return Recording
+
+
+@pytest.mark.parametrize(
+    "method, learner, weighting, scale",
+    [("hgda", "MetaLearner", "hardness", 0.5), ("hgda_nes", "MetaLearner", "hardness", 0.5),
+     ("metaner", "MetaLearner", "uniform", -0.5), ("transfer", "TransferLearner", "uniform", 0.0)],
+)
+def test_meta_train_sets_up_each_method(corpora, tiny_vectors, monkeypatch, method, learner, weighting, scale):
+    """hgda: eq. 2 weights and +λ; metaner: uniform 1/m and the reversal −λ; transfer: λ = 0."""
+    import hgda_core.metatrain as mt
+
+    seen: dict = {}
+    for name in ("MetaLearner", "TransferLearner"):
+        monkeypatch.setattr(mt, name, _recording(getattr(mt, name), seen))
+    params = dataclasses.replace(FAST, lam=0.5)
+    log = JsonlGzLog()
+    meta_train(corpora, tiny_factory(tiny_vectors), "Drug", method, 4, params, seed=1, log=log, progress=False)
+    config = seen["config"]
+    assert seen["cls"] == learner
+    assert (config.weighting, config.cls_grad_scale) == (weighting, scale)
+    for record in log.records:
+        tasks = record["tasks"]
+        labs = [t["lab"] for t in tasks]
+        if weighting == "hardness":  # eq. 2 from the logged losses, not 1/m
+            assert [t["gamma_phi"] for t in tasks] == pytest.approx([l / sum(labs) for l in labs])
+            totals = [t["lab"] + 0.5 * t["cls"] for t in tasks]
+            assert [t["gamma_theta"] for t in tasks] == pytest.approx([v / sum(totals) for v in totals])
+            assert max(t["gamma_phi"] for t in tasks) > 1 / len(tasks) + 1e-3
+        else:
+            assert all(t["gamma_phi"] == pytest.approx(1 / len(tasks)) for t in tasks)

@@ -51,7 +51,65 @@ def test_table3_matches_golden_file(scores: pd.DataFrame, suffix: str) -> None:
     golden = RESOURCES / f"table3.{suffix}"
     if os.environ.get("HGDA_REGENERATE_GOLDEN"):
         golden.write_text(text, encoding="utf-8")
+        pytest.skip(f"regenerated {golden.name}: read its diff, then run the tests without HGDA_REGENERATE_GOLDEN")
     assert text == golden.read_text(encoding="utf-8")
+
+
+LABELS = {"MetaNER": ("metaner", "bilstm"), "Transfer": ("transfer", "bilstm"), "Scratch": ("scratch", "bilstm"),
+          "HGDA": ("hgda", "bilstm"), "HGDA-NEs": ("hgda_nes", "bilstm"), "BERT fine-tuning*": ("bert_finetune", "bert"),
+          "HGDA*": ("hgda", "bert"), "HGDA-NEs*": ("hgda_nes", "bert")}
+
+
+def _parse_markdown_table(md: str, columns: list[str]) -> list[dict]:
+    """Cells of the rendered table: K, method, encoder, and per column value, bold, marks."""
+    cells, k = [], None
+    for line in md.splitlines():
+        parts = [p.strip() for p in line.strip().strip("|").split("|")]
+        if len(parts) != 2 + len(columns) or parts[1] not in LABELS:
+            continue
+        k = int(parts[0]) if parts[0] else k
+        method, encoder = LABELS[parts[1]]
+        for column, text in zip(columns, parts[2:]):
+            value = text.replace("**", "").rstrip("†‡")
+            cells.append({"shots": k, "method": method, "encoder": encoder, "column": column,
+                          "value": float(value), "bold": text.startswith("**"), "marks": text[len(text.rstrip("†‡")):]})
+    return cells
+
+
+@pytest.mark.parametrize("metric", ["f1", "precision"])
+def test_rendered_cells_marks_and_bold_follow_from_the_scores(scores: pd.DataFrame, metric: str) -> None:
+    """Every cell is the mean over repetitions computed here from the raw rows; bold cells
+    are exactly the maxima of their K and column; a †/‡ is exactly a significant row of
+    the significance table (F1 only)."""
+    table = results_table(scores, metric, ORDER, [5, 10])
+    md, _ = render_results(table, model_labels(scores), significance_table(scores), 0.05, show_std=False)
+    corpora = [c for c in ORDER if c in set(scores["corpus"])]
+    cells = _parse_markdown_table(md, [*corpora, "Overall"])
+    means = scores.groupby(["shots", "method", "encoder", "corpus"])[metric].mean()
+    assert len(cells) == len(means.reset_index().groupby(["shots", "method", "encoder"])) * (len(corpora) + 1)
+    for cell in cells:
+        key = (cell["shots"], cell["method"], cell["encoder"])
+        if cell["column"] == "Overall":
+            expected = sum(means[(*key, c)] for c in corpora) / len(corpora)
+        else:
+            expected = means[(*key, cell["column"])]
+        assert cell["value"] == pytest.approx(round(expected, 4), abs=5e-5), cell
+    for cell in cells:
+        peers = [c["value"] for c in cells if c["shots"] == cell["shots"] and c["column"] == cell["column"]]
+        assert cell["bold"] == (cell["value"] == max(peers)), cell
+    significant = significance_table(scores)
+    significant = significant[significant["significant"]]
+    marks = {"metaner": "†", "bert_finetune": "‡"}
+    expected_marks = {}
+    for row in significant.itertuples():
+        if row.baseline in marks:
+            key = (row.shots, row.method, row.encoder, row.corpus)
+            expected_marks[key] = expected_marks.get(key, "") + marks[row.baseline]
+    found = {(c["shots"], c["method"], c["encoder"], c["column"]): c["marks"] for c in cells if c["marks"]}
+    if metric == "f1":
+        assert expected_marks and found == expected_marks
+    else:
+        assert found == {}
 
 
 def test_cell_is_mean_over_repetitions(scores: pd.DataFrame) -> None:

@@ -51,6 +51,23 @@ def test_wilcoxon_by_hand() -> None:
     assert paired_tests(method, baseline).p_wilcoxon == pytest.approx(2 / 32)
 
 
+def test_wilcoxon_with_zero_and_tied_differences_by_hand() -> None:
+    # d = (0, 0, .25, -.25, .5, .5, .75), as when both methods score F1 = 0 on some draws:
+    # the zeros are dropped (zero_method "wilcox"), |d| ranks 1.5, 1.5, 3.5, 3.5, 5 and
+    # W- = 1.5.  Of the 2^5 equally likely sign patterns, W- <= 1.5 in 3 (no negative
+    # sign, or one of the two 0.25s negative), so the two-sided exact p is 2 * 3 / 32.
+    method = series([0.25, 0.25, 0.5, 0.25, 0.75, 0.75, 1.0])
+    baseline = series([0.25, 0.25, 0.25, 0.5, 0.25, 0.25, 0.25])
+    test = paired_tests(method, baseline)
+    assert test.n == 7 and test.mean_diff == pytest.approx(1.75 / 7)
+    assert test.p_wilcoxon == pytest.approx(6 / 32)
+
+
+def test_all_zero_differences_give_p_one() -> None:
+    test = paired_tests(series([0.0, 0.0, 0.3]), series([0.0, 0.0, 0.3]))
+    assert (test.n, test.mean_diff, test.t, test.p_t, test.p_wilcoxon) == (3, 0.0, 0.0, 1.0, 1.0)
+
+
 def test_pairs_by_repetition_index_not_by_position() -> None:
     method = series([0.5, 0.7, 0.6, 0.9], index=[3, 1, 2, 7])
     baseline = series([0.4, 0.5, 0.6, 0.1], index=[1, 2, 3, 4])
