@@ -18,7 +18,14 @@ from pathlib import Path
 import pandas as pd
 
 from hgda_core.io import atomic_write, write_text
-from hgda_core.report_compare import load_paper_results, paper_vs_ours, render_paper_vs_ours, render_significance
+from hgda_core.report_compare import (
+    load_paper_results,
+    paper_vs_ours,
+    render_paper_vs_ours,
+    render_results_at_a_glance,
+    render_significance,
+    results_at_a_glance,
+)
 from hgda_core.report_logs import (
     SentenceStore,
     find_runs,
@@ -49,7 +56,7 @@ FILES: dict[str, str] = {
     "encoder, K and corpus, Holm-corrected: a summary, then every cell.",
     "significance.tex": "The significance summary (significant cells per comparison and K) in LaTeX.",
     "significance.csv": "Every tested cell: n pairs, mean difference, t, p-values raw and Holm-corrected.",
-    "paper_vs_ours.md": "Every cell of the paper's Tables 3–5 that we ran: the paper's value, ours, the "
+    "paper_vs_ours.md": "Every cell of the paper's Tables 3–5 that scores.csv has: the paper's value, ours, the "
     "difference, with a summary per method.",
     "paper_vs_ours.csv": "The same comparison as CSV.",
     "plots/f1_vs_k.png": "F1 against K per corpus, one line per method, error bars = std over repetitions.",
@@ -59,6 +66,10 @@ FILES: dict[str, str] = {
     "per method.",
 }
 """Every file :func:`build_report` writes besides the index (relative to its folder)."""
+
+GLANCE = "results_at_a_glance.md"
+GLANCE_TEXT = "Results at a glance: Overall F1 per method and K, ours beside the paper's (linked from the top README)."
+"""The summary :func:`build_report` writes with ``at_a_glance=True`` (the ``report`` stage does)."""
 
 
 @dataclass
@@ -91,10 +102,12 @@ def corpus_order(corpora: Sequence[str], domains: Mapping[str, Sequence[str]]) -
     return ordered + [c for c in corpora if c not in ordered]
 
 
-def render_index(scores: pd.DataFrame, notes: Sequence[str]) -> str:
+def render_index(scores: pd.DataFrame, notes: Sequence[str], at_a_glance: bool = False) -> str:
     """``README.md`` of the report folder: every generated file with what it shows."""
-    lines = ["# Results report", "", "Written by `python -m stages.report` (DVC stage `report`); do not edit.", ""]
-    lines += [f"- [`{name}`]({name}): {text}" for name, text in FILES.items()]
+    lines = ["# Results report", "", "Written by `python -m stages.report` (DVC stage `report`); do not edit. "
+             "How to run the pipeline and what each part does: the [project README](../README.md).", ""]  # fmt: skip
+    files = {GLANCE: GLANCE_TEXT, **FILES} if at_a_glance else FILES
+    lines += [f"- [`{name}`]({name}): {text}" for name, text in files.items()]
     lines += ["", "## Inputs", ""]
     if len(scores):
         shots = ", ".join(map(str, sorted(scores["shots"].unique())))
@@ -127,6 +140,7 @@ def build_report(
     domains: Mapping[str, Sequence[str]],
     shots: Sequence[int],
     config: ReportConfig = ReportConfig(),
+    at_a_glance: bool = False,
 ) -> list[Path]:
     """Write every report file under ``out_dir``; return their paths.
 
@@ -139,6 +153,8 @@ def build_report(
         domains: domain → corpora (params ``domains``); its keys are the held-out domains.
         shots: the K values configured (params ``shots``).
         config: the ``report`` params.
+        at_a_glance: also write :data:`GLANCE` (Overall F1 per method and K beside the
+            paper's) and list it first in the index.
     """
     out, metatrain_dir = Path(out_dir), Path(metatrain_dir)
     order = corpus_order(corpora, domains)
@@ -165,6 +181,10 @@ def build_report(
     put("paper_vs_ours.md", render_paper_vs_ours(comparison))
     write_csv(out / "paper_vs_ours.csv", comparison)
     written += [out / "significance.csv", out / "paper_vs_ours.csv"]
+    if at_a_glance:
+        shown = [c for c in order if c in set(scores["corpus"])]
+        glance = results_at_a_glance(scores, load_paper_results(), shown)
+        put(GLANCE, render_results_at_a_glance(glance, shown, models))
 
     # Table 1 and the hardness plot from the logs of one method; the curves of every run.
     method, store = config.table1_method, SentenceStore(processed_dir)
@@ -188,6 +208,6 @@ def build_report(
     notes.append(f"Meta-training runs found: {len(runs)} (held-out domain × method), {len(curves):,} curve points.")
     plot_curves(curves, plots / "metatrain_curves.png")
     written += [plots / n for n in ("f1_vs_k.png", "hardness_vs_entities.png", "metatrain_curves.png")]
-    put("README.md", render_index(scores, notes))
+    put("README.md", render_index(scores, notes, at_a_glance))
     log.info("wrote %d report files under %s", len(written), out)
     return written

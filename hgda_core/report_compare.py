@@ -1,5 +1,6 @@
-"""Comparisons for the report: the significance tests rendered, and our figures beside the
-paper's Tables 3–5 (transcribed in ``resources/paper_results.csv``).
+"""Comparisons for the report: the significance tests rendered, our figures beside the
+paper's Tables 3–5 (transcribed in ``resources/paper_results.csv``), and the one-table
+summary *results at a glance* (Overall F1 per method and K beside the paper's).
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def _overall_rows(ours: pd.DataFrame, paper: pd.DataFrame, corpora: Sequence[str
 
 
 def paper_vs_ours(scores: pd.DataFrame, paper: pd.DataFrame, corpora: Sequence[str] = ()) -> pd.DataFrame:
-    """Every cell of the paper's Tables 3–5 that we ran: the paper's value, ours, ours − paper.
+    """Every cell of the paper's Tables 3–5 that ``scores`` has: the paper's value, ours, ours − paper.
 
     Cells match on metric, K, method, encoder and corpus.  An ``Overall`` row (the paper
     has one for F1) is added where our run has every corpus of ``corpora`` that the paper
@@ -135,7 +136,7 @@ def render_paper_vs_ours(comparison: pd.DataFrame) -> str:
     lines = [
         "# The paper's Tables 3–5 against ours",
         "",
-        "Cells of the paper's tables that we ran (same metric, K, method, encoder and corpus); "
+        "Cells of the paper's tables that scores.csv has (same metric, K, method, encoder and corpus); "
         "diff = ours − paper. Starred rows use the BERT encoder: the paper's is BioBERT-based, ours is the "
         "model named in table3.md.",
     ]
@@ -163,3 +164,72 @@ def render_paper_vs_ours(comparison: pd.DataFrame) -> str:
         caption = f"## {METRICS[metric][1]} (the paper's {METRICS[metric][0]})"
         lines.append(to_markdown(frame, caption=caption, decimals=4))
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- results at a glance
+
+GLANCE_COLUMNS = ("shots", "method", "encoder", "ours", "paper", "paper_overall")
+"""Columns of :func:`results_at_a_glance`, in order."""
+
+
+def results_at_a_glance(scores: pd.DataFrame, paper: pd.DataFrame, corpora: Sequence[str]) -> pd.DataFrame:
+    """Overall F1 per (K, method, encoder): ours beside the paper's, over the same corpora.
+
+    ``ours`` is the Overall of Table 3: the mean over ``corpora`` of the mean F1 over the
+    repetitions, present only where ``scores`` has every one of ``corpora`` for that
+    (K, method, encoder). ``paper`` is the mean of the paper's per-corpus F1 over the same
+    corpora (NaN where the paper lacks one of them or the row); ``paper_overall`` is the
+    Overall printed in the paper (over all of its corpora).
+
+    Returns:
+        The columns of :data:`GLANCE_COLUMNS`, one row per (K, method, encoder) of
+        ``scores``, in the paper's row order within each K.
+    """
+    if scores.empty or not corpora:
+        return pd.DataFrame(columns=list(GLANCE_COLUMNS))
+    corpora = list(corpora)
+    means = scores.groupby(["shots", "method", "encoder", "corpus"])["f1"].mean()
+    f1 = paper[paper["metric"] == "f1"].set_index(["shots", "method", "encoder", "corpus"])["value"].sort_index()
+    rows = []
+    for (k, method, encoder), cells in means.groupby(level=["shots", "method", "encoder"]):
+        mine = cells.droplevel(["shots", "method", "encoder"])
+        try:
+            theirs = f1.loc[(k, method, encoder)]
+        except KeyError:
+            theirs = pd.Series(dtype=float)
+        rows.append({
+            "shots": int(k), "method": method, "encoder": encoder,
+            "ours": mine.loc[corpora].mean() if set(corpora) <= set(mine.index) else float("nan"),
+            "paper": theirs.loc[corpora].mean() if set(corpora) <= set(theirs.index) else float("nan"),
+            "paper_overall": theirs.get("Overall", float("nan")),
+        })  # fmt: skip
+    frame = pd.DataFrame(rows, columns=list(GLANCE_COLUMNS))
+    order = sorted(
+        frame.index, key=lambda i: (frame.at[i, "shots"], row_key(frame.at[i, "method"], frame.at[i, "encoder"]))
+    )
+    return frame.loc[order].reset_index(drop=True)
+
+
+def render_results_at_a_glance(glance: pd.DataFrame, corpora: Sequence[str], models: dict[str, str]) -> str:
+    """Markdown: one row per method, for each K our Overall F1 beside the paper's."""
+    title = "# Results at a glance: Overall F1, ours beside the paper's"
+    if glance.empty:
+        return f"{title}\n\nNo results: scores.csv has no rows.\n"
+    shots = sorted(glance["shots"].unique())
+    keys = list(dict.fromkeys(zip(glance["method"], glance["encoder"])))
+    keys.sort(key=lambda key: row_key(*key))
+    indexed = glance.set_index(["method", "encoder", "shots"])
+    frame = pd.DataFrame({"Method": [method_label(m, e) for m, e in keys]})
+    for k in shots:
+        frame[f"K = {k}, ours"] = [indexed["ours"].get((m, e, k), float("nan")) for m, e in keys]
+        frame[f"K = {k}, paper"] = [indexed["paper"].get((m, e, k), float("nan")) for m, e in keys]
+    names = ", ".join(f"{enc}: {label}" for enc, label in models.items())
+    caption = (
+        f"Overall F1 (the mean over {len(corpora)} corpora: {', '.join(corpora)}) of the sequence-encoder "
+        "adaptation, each corpus's F1 the mean over the repetitions; the Overall column of table3.md. "
+        "Paper: the mean of the paper's Table 3 F1 over the same corpora (the paper's printed Overall, over all "
+        "of its corpora, is in paper_vs_ours.md). Rows marked * use the BERT encoder (the paper's: BioBERT)"
+        + (f"; models: {names}" if names else "") + "; their protocol is stated in table3.md. "
+        "—: not run, or not in the paper. Every cell and the significance tests: table3.md, significance.md."
+    )
+    return f"{title}\n\n" + to_markdown(frame, caption=caption, decimals=4) + "\n"

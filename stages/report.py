@@ -5,7 +5,8 @@ Reads the ``corpora``, ``domains``, ``shots`` and ``report`` sections of params.
 ``reports/scores.csv`` and whatever ``reports/metatrain/<encoder>/<held_out>-<method>/`` runs of ``report.table1_encoder``
 exist (logs resolved through ``data/processed``), and writes under ``reports/``:
 ``table{1,3,4,5}.{md,tex}``, ``significance.{md,tex,csv}``, ``paper_vs_ours.{md,csv}``,
-``plots/{f1_vs_k,hardness_vs_entities,metatrain_curves}.png`` and ``README.md``.
+``plots/{f1_vs_k,hardness_vs_entities,metatrain_curves}.png``, ``results_at_a_glance.md`` (Overall
+F1 per method and K beside the paper's, linked from the top README) and ``README.md``.
 
 Run from the repository root: ``python -m stages.report``.
 """
@@ -50,6 +51,7 @@ def main() -> None:
         params["domains"],
         shots_list(params["shots"]),
         config,
+        at_a_glance=True,
     )
 
 
