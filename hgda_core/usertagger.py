@@ -115,11 +115,18 @@ def read_labelled(path: str | Path, entity_type: str | None = None, need_entity:
 
     Raises:
         CorpusFormatError: the reader's defects; plain tags without ``entity_type``; plain
-            and typed tags mixed; with ``need_entity``, a file without any entity.
+            and typed tags mixed; a binary file; with ``need_entity``, a file without any entity.
     """
     path = Path(path)
     if not path.is_file():
         raise CorpusFormatError(f"{path}: file not found; expected a token<TAB>tag file")
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    if b"\x00" in head:
+        nul = head.index(b"\x00")
+        line = head[:nul].count(b"\n") + 1
+        raise CorpusFormatError(f"{path}:{line}: binary file (NUL byte at offset {nul}); "
+                                "expected a UTF-8 token<TAB>tag file")
     if entity_type is not None and (not entity_type or any(c.isspace() for c in entity_type)):
         raise CorpusFormatError(f"entity type {entity_type!r}: expected a name without spaces")
     sentences: list[Sentence] = []
