@@ -36,6 +36,7 @@ from hgda_core.data import Corpus, Sentence
 from hgda_core.metatrain import derive_seed
 from hgda_core.metrics import entity_scores
 from hgda_core.models import Tagger, TaggerFactory
+from hgda_core.models.tagger import PreparedSentences
 from hgda_core.optim import OptimConfig, linear_schedule, scaled_lr, sgd
 
 SAMPLINGS: tuple[str, ...] = ("uniform", "with_entity")
@@ -130,9 +131,10 @@ def _copy_sharing_frozen(model: Tagger) -> Tagger:
     can share it instead of duplicating it; every trainable tensor is copied.
     """
     memo: dict[int, object] = {id(p): p for p in model.parameters() if not p.requires_grad}
-    vectors = getattr(model.encoder, "vectors", None)
-    if vectors is not None:
-        memo[id(vectors)] = vectors
+    for shared in ("vectors", "_word_ids"):  # the table, and the memo of its look-ups
+        value = getattr(model.encoder, shared, None)
+        if value is not None:
+            memo[id(value)] = value
     return copy.deepcopy(model, memo)
 
 
@@ -215,9 +217,18 @@ def scored_test_indices(corpus: Corpus, size: int, seed: int) -> list[int]:
     return sorted(int(i) for i in rng.choice(n, size=size, replace=False))
 
 
-def evaluate(model: Tagger, domain: str, test_sentences: Sequence[Sentence], batch_size: int = 256) -> dict:
-    """Entity-level P/R/F1 and TP/FP/FN of ``model``'s Viterbi tags on ``test_sentences``."""
-    pred = model.predict(test_sentences, domain, batch_size)
+def scored_test(corpus: Corpus, config: AdaptConfig, seed: int) -> list[Sentence]:
+    """The test sentences every method is scored on (:func:`scored_test_indices`)."""
+    return [corpus["test"][i] for i in scored_test_indices(corpus, config.test_sentences, seed)]
+
+
+def evaluate(
+    model: Tagger, domain: str, test_sentences: Sequence[Sentence], batch_size: int = 256,
+    prepared: PreparedSentences | None = None,
+) -> dict:
+    """Entity-level P/R/F1 and TP/FP/FN of ``model``'s Viterbi tags on ``test_sentences``
+    (``prepared``: the same sentences already collated by :meth:`Tagger.prepare`)."""
+    pred = model.predict(test_sentences if prepared is None else prepared, domain, batch_size)
     return entity_scores([s.tags for s in test_sentences], pred).as_dict()
 
 
@@ -246,6 +257,7 @@ def run_adaptation(
     on_row: Callable[[dict], None] | None = None,
     repetitions: Sequence[int] | None = None,
     theta_lr: float | None = None,
+    prepared: PreparedSentences | None = None,
 ) -> list[dict]:
     """Adapt every method to ``corpus`` with K sentences, ``config.repeats`` times.
 
@@ -266,6 +278,9 @@ def run_adaptation(
             depends only on (seed, corpus, K, r), so any subset gives the same rows.
         theta_lr: the encoder's own default learning rate (BERT: 1e-5 at K = 32),
             scaled by eq. 3; None: θ uses ``config.default_lr`` like the decoder.
+        prepared: :func:`scored_test` of ``corpus`` already collated by
+            :meth:`Tagger.prepare` (a stage reuses it across calls); None: collated
+            here, once for every method and draw of the call.
 
     Returns:
         One row per repetition × method (repetitions outer), keys :data:`COLUMNS`.
@@ -276,7 +291,7 @@ def run_adaptation(
         if method != SCRATCH and method not in pretrained:
             raise ValueError(f"no meta-trained tagger for method {method!r} (target {corpus.name})")
     train = corpus["train"]
-    test = [corpus["test"][i] for i in scored_test_indices(corpus, config.test_sentences, seed)]
+    test = scored_test(corpus, config, seed)
     lr = adaptation_lr(config, k)
     encoder_lr = None if theta_lr is None else adaptation_lr(config, k, theta_lr)
     rows: list[dict] = []
@@ -295,7 +310,9 @@ def run_adaptation(
                 base, corpus.domain, sentences, config.steps, lr, config.momentum,
                 config.weight_decay, config.grad_clip, tune_seed, encoder_lr,
             )
-            scores = evaluate(adapted, corpus.domain, test, config.eval_batch_size)
+            if prepared is None:  # collation depends on the vocabulary, not the weights
+                prepared = adapted.prepare(test, config.eval_batch_size)
+            scores = evaluate(adapted, corpus.domain, test, config.eval_batch_size, prepared)
             row = {
                 "encoder": encoder,
                 "model": model_label,

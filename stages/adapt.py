@@ -35,12 +35,13 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from hgda_core.adapt import BERT_FINETUNE, COLUMNS, SCRATCH, AdaptConfig, draw_for, run_adaptation, scratch_builder, summarise
+from hgda_core.adapt import BERT_FINETUNE, COLUMNS, SCRATCH, AdaptConfig, draw_for, run_adaptation, scored_test, scratch_builder, summarise
 from hgda_core.data import Corpus, load_corpora
 from hgda_core.device import resolve_device, use_amp
 from hgda_core.embeddings import WordVectors
 from hgda_core.io import csv_text, setup_logging, write_json, write_text
 from hgda_core.models import ModelSpec, Tagger, load_model
+from hgda_core.models.tagger import PreparedSentences
 from stages.common import ROOT, domain_of, effective_params, load_params, shots_list
 
 log = logging.getLogger("stages.adapt")
@@ -69,6 +70,7 @@ class _Job:
     encoder: str
     theta_lr: float | None
     finetune_base: Tagger | None
+    tests: dict[str, PreparedSentences]  # corpus → its scored test sentences, collated once
 
 
 _JOB: _Job | None = None  # set in the parent, inherited by forked workers
@@ -86,7 +88,7 @@ def _run_unit(unit: tuple[str, int, int]) -> list[dict]:
         pretrained[BERT_FINETUNE] = _JOB.finetune_base
     return run_adaptation(
         corpus, k, methods, pretrained, _JOB.config, _JOB.params["seed"], _JOB.label,
-        _JOB.scratch, _JOB.encoder, repetitions=[r], theta_lr=_JOB.theta_lr,
+        _JOB.scratch, _JOB.encoder, repetitions=[r], theta_lr=_JOB.theta_lr, prepared=_JOB.tests[name],
     )
 
 
@@ -133,7 +135,9 @@ def load_job(params: dict[str, Any], root: Path = ROOT) -> _Job:
         label = model_label(root, vectors.dim)  # type: ignore[union-attr]
     else:
         label = (finetune_base or next(iter(checkpoints.values()))).encoder.label  # type: ignore[union-attr]
-    return _Job(params, config, corpora, checkpoints, scratch, label, spec.encoder, spec.theta_lr, finetune_base)
+    collator = finetune_base or scratch(0)
+    tests = {name: collator.prepare(scored_test(c, config, params["seed"]), config.eval_batch_size) for name, c in corpora.items()}
+    return _Job(params, config, corpora, checkpoints, scratch, label, spec.encoder, spec.theta_lr, finetune_base, tests)
 
 
 def adapt_all(params: dict[str, Any], root: Path = ROOT, progress: bool = True) -> list[dict]:

@@ -194,9 +194,9 @@ def test_paired_design_same_sentences_decoder_and_dropout_for_every_method(tiny_
     adapted: list[tuple[str, dict[str, torch.Tensor]]] = []
     real = adapt_mod.evaluate
 
-    def capture(model, domain, test, batch_size=256):
+    def capture(model, domain, test, *args):
         adapted.append((domain, _state(model)))
-        return real(model, domain, test, batch_size)
+        return real(model, domain, test, *args)
 
     monkeypatch.setattr(adapt_mod, "evaluate", capture)
     rows = run_adaptation(corpus, 5, config.methods, {"hgda": tagger, "metaner": tagger}, config, seed=13,

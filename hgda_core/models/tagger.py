@@ -31,6 +31,8 @@ from hgda_core.models.crf import BIO_LABELS, TAG_HEADS, TagHead
 from hgda_core.models.encoder import SentenceEncoder
 
 GROUPS: tuple[str, ...] = ("theta", "phi", "omega")
+KERNELS: tuple[str, ...] = ("fast", "reference")
+"""How a tagger computes (:meth:`Tagger.set_kernels`); the same function either way."""
 _PREFIX_GROUP = {"encoder.": "theta", "decoders.": "phi", "domain_head.": "omega"}
 
 
@@ -80,6 +82,15 @@ class TaskBatch:
         return slice(self.n_support, self.tag_ids.shape[0])
 
 
+@dataclass
+class PreparedSentences:
+    """Sentences collated for :meth:`Tagger.predict`: ``batches[j]`` holds the sentences
+    ``order[j * batch_size : (j + 1) * batch_size]`` (sorted by length)."""
+
+    order: list[int]
+    batches: list[Any]
+
+
 class Tagger(nn.Module):
     """h(θ, φ) and f(θ, ω): encoder, per-domain CRF decoders and a domain head.
 
@@ -114,6 +125,22 @@ class Tagger(nn.Module):
         self.classifier_domains = tuple(classifier_domains)
         self.domain_head = nn.Linear(encoder.output_dim, max(1, len(classifier_domains)))
         self.amp = False
+        self.kernels = "fast"
+
+    def set_kernels(self, kernels: str) -> "Tagger":
+        """``fast`` (the default) or ``reference``: the BiLSTM's packed-sequence LSTMs and
+        pytorch-crf's own loss and Viterbi — the same functions computed the plain way,
+        kept for the equivalence tests and the benchmark's ratios.  Decoders added later
+        follow it."""
+        if kernels not in KERNELS:
+            raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
+        self.kernels = kernels
+        if hasattr(self.encoder, "rnn_impl"):
+            self.encoder.rnn_impl = "padded" if kernels == "fast" else "packed"
+        for decoder in self.decoders.values():
+            if hasattr(decoder, "impl"):
+                decoder.impl = "fast" if kernels == "fast" else "torchcrf"
+        return self
 
     @property
     def device(self) -> torch.device:
@@ -124,6 +151,7 @@ class Tagger(nn.Module):
         """Attach a fresh (randomly initialised) decoder φ for a new domain (§4.2)."""
         decoder = TAG_HEADS[self.tag_head](self.encoder.output_dim, labels or self.labels).to(self.device)
         self.decoders[domain] = decoder
+        self.set_kernels(self.kernels)
         return decoder
 
     def encode(self, inputs: Any) -> Tensor:
@@ -173,21 +201,35 @@ class Tagger(nn.Module):
             cls = F.cross_entropy(logits, batch.domain_label.expand(logits.shape[0]))
         return lab, cls
 
+    def prepare(self, sentences: Sequence[Sentence], batch_size: int = 256) -> "PreparedSentences":
+        """Collate ``sentences`` for :meth:`predict` once, in batches of similar length.
+
+        The result can be decoded by any tagger whose encoder collates the same way (the
+        same word vectors or tokenizer): the adaptation grid decodes one test split with
+        every adapted model of a corpus.
+        """
+        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+        batches = [self.encoder.collate([sentences[i].tokens for i in order[start : start + batch_size]])
+                   for start in range(0, len(order), batch_size)]
+        return PreparedSentences(order, batches)
+
     @torch.no_grad()
-    def predict(self, sentences: Sequence[Sentence], domain: str, batch_size: int = 256) -> list[list[str]]:
-        """Viterbi tag sequences for ``sentences`` with the decoder of ``domain``."""
+    def predict(
+        self, sentences: "Sequence[Sentence] | PreparedSentences", domain: str, batch_size: int = 256
+    ) -> list[list[str]]:
+        """Viterbi tag sequences for ``sentences`` (or a :meth:`prepare` d set) with the
+        decoder of ``domain``, in the order given."""
+        prepared = sentences if isinstance(sentences, PreparedSentences) else self.prepare(sentences, batch_size)
         was_training = self.training
         self.eval()
         decoder = self.decoders[domain]
         out: list[list[str]] = []
-        order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-        for start in range(0, len(order), batch_size):
-            chunk = [sentences[i] for i in order[start : start + batch_size]]
-            inputs = self.encoder.collate([s.tokens for s in chunk]).to(self.device)
+        for batch in prepared.batches:
+            inputs = batch.to(self.device)
             out.extend(decoder.decode(self.encode(inputs), inputs.mask))
         self.train(was_training)
-        result: list[list[str]] = [[] for _ in sentences]
-        for pos, i in enumerate(order):
+        result: list[list[str]] = [[] for _ in prepared.order]
+        for pos, i in enumerate(prepared.order):
             result[i] = out[pos]
         return result
 
