@@ -15,10 +15,12 @@ atomically).  See docs/own-corpus.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator, NoReturn, Sequence
 
@@ -165,9 +167,10 @@ def _output_paths(inputs: Sequence[str], out: Path | None, fmt: str) -> list[Pat
     paths = [(out if out is not None else Path(name).parent) / f"{'stdin' if name == '-' else Path(name).stem}{ext}"
              for name in inputs]
     resolved = [p.resolve() for p in paths]
+    outputs = {path: given for path, given in zip(resolved, paths)}
     for name in inputs:
-        if name != "-" and Path(name).resolve() in resolved:
-            raise ValueError(f"output {paths[resolved.index(Path(name).resolve())]} would overwrite the input {name}; "
+        if name != "-" and Path(name).resolve() in outputs:
+            raise ValueError(f"output {outputs[Path(name).resolve()]} would overwrite the input {name}; "
                              "expected --out outside the inputs")
     seen: dict[Path, str] = {}
     for name, path in zip(inputs, resolved):
@@ -177,11 +180,27 @@ def _output_paths(inputs: Sequence[str], out: Path | None, fmt: str) -> list[Pat
     return paths
 
 
+def _write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path`` and rename it into place: the
+    file is complete or absent, also on Ctrl-C (no fsync: many small files; the rename
+    is atomic for every reader)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from hgda_core.formats import FORMATS
-    from hgda_core.io import atomic_write
     from hgda_core.usertagger import AdaptedTagger
 
     inputs = list(args.inputs) or ["-"]
@@ -202,8 +221,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
             if path is None:
                 sys.stdout.write(text)
             else:
-                with atomic_write(path, "w", encoding="utf-8", newline="") as fh:
-                    fh.write(text)
+                _write_whole(path, text)
             n_docs += 1
             n_sentences += len(doc.sentences)
             n_spans += len(doc.spans)

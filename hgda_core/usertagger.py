@@ -57,6 +57,8 @@ DOMAIN = "user"
 PROTOCOL = AdaptConfig(default_lr=0.1)
 """The fine-tuning protocol: params.yaml ``adapt`` defaults (30 steps, eq. 3 from 0.1 at
 K = 32, momentum 0.9, weight decay 1e-6, clip 5)."""
+POOL_BATCHES = 8
+"""Batches of sentences pooled (and sorted by length) before decoding in :meth:`AdaptedTagger.tag_documents`."""
 VOCAB_LIMIT = 20_000
 """Word-vector rows kept besides the training words': the most frequent of the base table."""
 RELEASE_DIR = Path("models") / "release"
@@ -387,6 +389,10 @@ class AdaptedTagger:
         """Tag documents in order, ``batch_size`` sentences at a time across document
         boundaries (a long document spans several batches, many short ones share one).
 
+        Sentences are pooled over documents until :data:`POOL_BATCHES` batches are full
+        and sorted by length within the pool (:meth:`Tagger.predict`), so that batches
+        hold sentences of similar length (little padding) whatever the document sizes.
+
         Args:
             documents: ``(name, text)``, or ``(name, text, sentences)`` with the
                 sentences already split (pre-tokenised input; None: split the text).
@@ -412,7 +418,7 @@ class AdaptedTagger:
             sentences = list(given) if given is not None else split_text(text, max_tokens)
             pending.append(TaggedDocument(name, text, sentences, []))
             queued += len(sentences)
-            if queued >= batch_size:
+            if queued >= batch_size * POOL_BATCHES:
                 yield from flush()
                 queued = 0
         if pending:

@@ -150,3 +150,20 @@ def test_tokenized_input() -> None:
         assert text[s.start : s.end] == " ".join(s.tokens)
     with pytest.raises(TextInputError, match=r"^in\.conll:2: token 'a b' holds white space"):
         parse_tokenized("x\na b\n", "in.conll")
+
+
+def test_detokenize_round_trips_the_corpus_sample() -> None:
+    from hgda_core.text import detokenize
+
+    for raw, tokens in _sample():
+        assert detokenize(tokens) == raw
+        assert [t for t, _, _ in tokenize(detokenize(tokens))] == tokens
+
+
+def test_fast_path_gives_syntoks_sentences() -> None:
+    from hgda_core.text import syntok_spans
+
+    paragraph = " ".join(raw for raw, _ in _sample()) + "\n\n" + MESSY
+    assert sentence_spans(paragraph) == syntok_spans(paragraph)
+    text = "It rose (see the methods. Table 1 lists them) sharply. Then it fell, approx. Twice."
+    assert sentence_spans(text) == syntok_spans(text)
