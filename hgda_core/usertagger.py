@@ -644,7 +644,8 @@ def model_card(tagger: AdaptedTagger) -> str:
         f"Adapted with `hgda adapt` (hgda_core {hgda_core.__version__}) on {info.get('created', '?')}.", "",
         f"- Entity types: {', '.join(tagger.types)}",
         f"- Base model: {info.get('base', '?')}",
-        f"- Training sentences: {train.get('sentences', '?')} ({train.get('tokens', '?')} tokens)",
+        f"- Training sentences: {train.get('sentences', '?')} ({train.get('tokens', '?')} tokens)"
+        + (f" from {train['file']}" if train.get("file") else ""),
         "- Mentions per type: " + ", ".join(f"{t} {n}" for t, n in train.get("mentions", {}).items()),
     ]
     protocol = info.get("protocol", {})
