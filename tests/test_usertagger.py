@@ -271,3 +271,13 @@ def test_scratch_base_from_a_path(tiny_vectors: WordVectors, tmp_path: Path) -> 
                           protocol=AdaptConfig(default_lr=0.1, steps=2))
     assert tagger.info["base"].startswith("none")
     assert tagger.types == sorted({t[2:] for s in two_type_corpus()[:4] for t in s.tags if t != "O"})
+
+
+def test_package_root_api() -> None:
+    import hgda_core
+    from hgda_core import usertagger
+
+    assert hgda_core.adapt_tagger is usertagger.adapt_tagger
+    assert hgda_core.AdaptedTagger is usertagger.AdaptedTagger
+    with pytest.raises(AttributeError):
+        hgda_core.no_such_thing  # noqa: B018
