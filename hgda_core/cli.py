@@ -22,9 +22,12 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, NoReturn, Sequence
+from typing import TYPE_CHECKING, Iterator, NoReturn, Sequence
 
 import hgda_core
+
+if TYPE_CHECKING:
+    from hgda_core.usertagger import LabelledFile
 
 log = logging.getLogger("hgda")
 
@@ -105,7 +108,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     _report_repairs(train)
     dev = None
     if args.dev is not None:
-        dev = ut.read_labelled(args.dev, args.entity_type if not train.plain else train.types[0])
+        dev = ut.read_labelled(args.dev, args.entity_type or (train.types[0] if len(train.types) == 1 else None))
         _report_repairs(dev)
         unknown = sorted(set(dev.types) - set(train.types))
         if unknown:
@@ -131,11 +134,11 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _report_repairs(labelled: "object") -> None:
-    repairs = getattr(labelled, "repairs")
-    if repairs:
+def _report_repairs(labelled: LabelledFile) -> None:
+    """Say on stderr how many ``I`` tags the reader turned into ``B``."""
+    if labelled.repairs:
         log.warning("%s: %d I tag(s) continued no entity of their type and were read as B (IOB2 repair)",
-                    getattr(labelled, "path"), repairs)
+                    labelled.path, labelled.repairs)
 
 
 # --- tag --------------------------------------------------------------------------------------
