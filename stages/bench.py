@@ -1,14 +1,23 @@
-"""Benchmark of the BiLSTM-CRF tagger and the meta-training step (not a DVC stage).
+"""Benchmark of the BiLSTM-CRF tagger's training and decoding (not a DVC stage).
 
-Measures on this machine and writes the section ``bilstm`` of ``reports/bench.json``
-(other sections of that file are kept); ``--encoder bert`` writes ``bert_<device>``
-instead (:func:`bert_figures`):
+Measures on this machine, one torch thread, and writes the section ``bilstm`` of
+``reports/bench.json`` (other sections are kept); ``--encoder bert`` writes
+``bert_<device>`` instead (:func:`bert_figures`).  Every figure is measured for the
+project's kernels (``new``) and for the plain implementation they replace
+(``reference``: packed-sequence LSTMs, pytorch-crf's loss and Viterbi, the test split
+collated at each evaluation; :meth:`hgda_core.models.Tagger.set_kernels`) in the same
+run, with their ratio, and as model-FLOP utilisation — FLOPs counted on the reference
+(:mod:`hgda_core.benchmark`) per second, as a share of the single-thread rate of a
+large fp32 matrix product measured in the same run (``matmul_gflops.best``):
 
-* decode throughput (sentences/s) of the BiLSTM-CRF at batch 256 on real sentences;
-* meta-training throughput (tasks/s) at K = 10, m = 8, one inner step;
-* the speed-up of :class:`hgda_core.meta.MetaLearner` over a naive reference loop on
-  identical math (deep-copy the model per task, separate support and query passes,
-  inner steps, restore), with a check that both give the same update to 1e-5.
+* ``decode``: Viterbi tags of 2,048 source-corpus test sentences at batch 256;
+* ``fine_tune``: per K of the paper, one cell of the adaptation grid — 5 starting
+  models × ``--draws`` draws of K NCBI-disease train sentences, each fine-tuned for
+  ``adapt.steps`` steps as :func:`hgda_core.adapt.fine_tune` does (model copy, fresh
+  decoder, optimiser set-up included) — as sentence-steps per second and seconds per step;
+* ``meta_iteration``: one iteration of Algorithm 1 (m = 8 tasks, one inner step) at
+  K = 5, 10 and 50, as tasks per second;
+* the two implementations' adapted weights and tags are checked equal on the way.
 
 Run from the repository root after ``dvc repro embed``: ``python -m stages.bench``
 (``python -m stages.bench --encoder bert [--device cuda]`` for BERT).
@@ -26,128 +35,148 @@ from typing import Callable
 
 import torch
 
+from hgda_core.adapt import AdaptConfig, adaptation_lr, draw_for, fine_tune
+from hgda_core.benchmark import count_flops, matmul_rate, timed, utilisation
 from hgda_core.data import load_corpora
 from hgda_core.embeddings import WordVectors
-from hgda_core.hardness import task_weights
 from hgda_core.io import setup_logging, write_json
-from hgda_core.meta import MetaConfig, MetaLearner, TaskResult
+from hgda_core.meta import MetaConfig, MetaLearner
 from hgda_core.metatrain import source_domains
-from hgda_core.models import BiLSTMConfig, ModelSpec, Tagger, build_tagger, param_group
-from hgda_core.sampler import Task, TaskSampler
+from hgda_core.models import ModelSpec, Tagger, build_tagger
+from hgda_core.sampler import TaskSampler
 from stages.common import ROOT, load_params
 
 log = logging.getLogger("stages.bench")
 BENCH = ROOT / "reports" / "bench.json"
+KERNELS = ("reference", "new")
 
 
-def timed(fn: Callable[[], object], repeat: int) -> float:
-    """Best-of-``repeat`` wall time of ``fn`` in seconds (after one warm-up call)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+def _as(model: Tagger, kernels: str) -> Tagger:
+    return model.set_kernels("reference" if kernels == "reference" else "fast")
 
 
-def naive_task_result(model: Tagger, task: Task, config: MetaConfig) -> TaskResult:
-    """The yardstick: deep-copy the model, adapt the copy in place, read its gradients.
-
-    Same math as :meth:`MetaLearner.task_result` (first order), written the plain way:
-    separate passes for the support (L^lab) and query (L^cls) sets.
-    """
-    clone = copy.deepcopy(model)
-    params = {n: p for n, p in clone.named_parameters() if p.requires_grad
-              and (not n.startswith("decoders.") or n.startswith(f"decoders.{task.domain}."))}
-
-    def losses_and_grads() -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        support = clone.task_batch(task.support, [], task.domain)
-        query = clone.task_batch([], task.query, task.domain)
-        lab, _ = clone(support, support.support, None)
-        _, cls = clone(query, None, query.query, 1.0)
-        grads = torch.autograd.grad(lab + config.lam * cls, list(params.values()), allow_unused=True)
-        out = {}
-        for (name, p), g in zip(params.items(), grads):
-            g = torch.zeros_like(p) if g is None else g
-            out[name] = g / config.lam if param_group(name) == "omega" else g
-        return lab, cls, out
-
-    for _ in range(config.adaptation_steps):
-        _, _, grads = losses_and_grads()
-        with torch.no_grad():
-            for name, p in params.items():
-                p -= config.beta * grads[name]
-    lab, cls, grads = losses_and_grads()
-    del clone
-    return TaskResult(lab.item(), cls.item(), grads)
-
-
-def naive_step(learner: MetaLearner, tasks: list[Task]) -> None:
-    """Algorithm 1 with :func:`naive_task_result` in place of the functional core."""
-    learner.model.train()
-    results = [naive_task_result(learner.model, t, learner.config) for t in tasks]
-    lab = torch.tensor([r.lab for r in results], dtype=torch.float64)
-    cls = torch.tensor([r.cls for r in results], dtype=torch.float64)
-    learner.apply_update(results, task_weights(lab, cls, learner.config.lam, learner.config.weighting))
-
-
-def compare_updates(make_model: Callable[[], Tagger], tasks: list[Task], config: MetaConfig) -> float:
-    """Largest absolute difference between the two implementations' updated weights."""
-    finals = []
-    for step in ("functional", "naive"):
-        model = make_model()
-        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=config.alpha)
-        learner = MetaLearner(model, config, opt, grad_clip=None)
-        learner.step(tasks) if step == "functional" else naive_step(learner, tasks)
-        finals.append(model.trainable_state())
-    return max(float((finals[0][k] - finals[1][k]).abs().max()) for k in finals[0])
-
-
-def adaptation_seconds(corpora: dict, vectors: WordVectors, repeat: int) -> dict:
-    """Seconds per adaptation repetition (fine-tune + full test evaluation), NCBI-disease, K = 10."""
-    from hgda_core.adapt import AdaptConfig, adaptation_lr, draw_for, evaluate, fine_tune
-    from hgda_core.data import load_corpus
-    from hgda_core.models import load_tagger
-
-    path = ROOT / "models" / "metatrain" / "bilstm" / "Disease-hgda" / "K10.pt"
-    if not path.is_file():
-        return {"adapt_note": f"{path.relative_to(ROOT)} missing: run metatrain with K = 10 first"}
-    corpus = corpora.get("NCBI-disease") or load_corpus(ROOT / "data" / "processed" / "NCBI-disease.pkl")
-    model, config = load_tagger(path, vectors), AdaptConfig(**load_params()["adapt"])
-    sentences = [corpus["train"][i] for i in draw_for(corpus, 10, 0, 13)]
-    times = {}
-
-    def tune():
-        times["model"] = fine_tune(model, "Disease", sentences, config.steps, adaptation_lr(config, 10), seed=0)
-
-    tune_s = timed(tune, repeat)
-    eval_s = timed(lambda: evaluate(times["model"], "Disease", corpus["test"], config.eval_batch_size), repeat)
-    return {
-        "adapt_ncbi_k10_fine_tune_s": round(tune_s, 3),
-        "adapt_ncbi_k10_test_eval_s": round(eval_s, 3),
-        "adapt_ncbi_k10_seconds_per_repetition": round(tune_s + eval_s, 3),
-        "adapt_setting": {"steps": config.steps, "test_sentences": len(corpus["test"])},
-    }
-
-
-def per_k_costs(sources: dict, make_model: Callable[[], Tagger], corpus, repeat: int) -> dict:
-    """Seconds of one meta-training iteration (m = 8, one inner step) and of one
-    fine-tuning run (adapt.steps) for each K of the paper, to size a full `dvc repro`."""
-    from hgda_core.adapt import AdaptConfig, adaptation_lr, draw_for, fine_tune
-
-    config = AdaptConfig(**load_params()["adapt"])
-    out = {}
-    for k in (5, 10, 20, 50):
-        model = make_model()
-        tasks = TaskSampler(sources, "train", k, seed=k).fixed_tasks(8)
-        learner = MetaLearner(model, MetaConfig(), torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-2))
-        step_s = timed(lambda: learner.step(tasks), max(1, repeat - 1))
-        sentences = [corpus["train"][i] for i in draw_for(corpus, k, 0, 13)]
-        tune_s = timed(lambda: fine_tune(model, "Disease", sentences, config.steps, adaptation_lr(config, k)), max(1, repeat - 1))
-        out[f"K{k}"] = {"meta_iteration_s": round(step_s, 3), "fine_tune_s": round(tune_s, 3)}
-        log.info("K=%d: meta-training iteration %.2f s, fine-tuning %.2f s", k, step_s, tune_s)
+def _pair(seconds: dict[str, float], flops: float, rate: float, work: float, unit: str) -> dict:
+    """One figure for both implementations: time, throughput, utilisation, the ratio."""
+    out: dict = {"flops": int(flops)}
+    for kernels in KERNELS:
+        out[kernels] = {
+            "seconds": round(seconds[kernels], 4),
+            unit: round(work / seconds[kernels], 2),
+            "gflops": round(flops / seconds[kernels] / 1e9, 1),
+            "utilisation": round(utilisation(flops, seconds[kernels], rate), 3),
+        }
+    out["speedup"] = round(seconds["reference"] / seconds["new"], 2)
     return out
+
+
+def decode_figures(model: Tagger, sentences: list, domain: str, rate: float, repeat: int) -> dict:
+    """Viterbi decoding at batch 256: reference (collate + packed LSTMs + pytorch-crf) vs
+    new (the test set collated once, as the adaptation grid reuses it)."""
+    prepared = model.prepare(sentences, 256)
+    seconds = {
+        "reference": timed(lambda: _as(model, "reference").predict(sentences, domain, 256), repeat),
+        "new": timed(lambda: _as(model, "new").predict(prepared, domain, 256), repeat),
+    }
+    tags = {k: _as(model, k).predict(sentences, domain, 256) for k in KERNELS}
+    flops = count_flops(lambda: _as(model, "reference").predict(sentences, domain, 256))
+    out = _pair(seconds, flops, rate, len(sentences), "sentences_per_s")
+    out["collate_seconds"] = round(timed(lambda: model.prepare(sentences, 256), repeat), 4)
+    out["identical_tags"] = tags["reference"] == tags["new"]
+    out["setting"] = {"sentences": len(sentences), "batch": 256,
+                      "mean_length": round(sum(map(len, sentences)) / len(sentences), 1)}
+    return out
+
+
+def fine_tune_cell(starts: list[Tagger], corpus, k: int, config: AdaptConfig, draws: int, rate: float) -> dict:
+    """One (corpus, K) cell of the adaptation grid: every starting model fine-tuned on
+    the same ``draws`` draws, by both implementations (interleaved, so that a change of
+    the machine's load hits both alike)."""
+    lr = adaptation_lr(config, k)
+    seconds = {kernels: 0.0 for kernels in KERNELS}
+    largest = 0.0
+    for r in range(draws):
+        sentences = [corpus["train"][i] for i in draw_for(corpus, k, r, 13, config.sampling)]
+        for i, start in enumerate(starts):
+            adapted = {}
+            for kernels in KERNELS:
+                base = _as(start, kernels)
+                began = time.perf_counter()
+                adapted[kernels] = fine_tune(base, corpus.domain, sentences, config.steps, lr, config.momentum,
+                                             config.weight_decay, config.grad_clip, seed=100 * r + i)
+                seconds[kernels] += time.perf_counter() - began
+            a, b = adapted["new"].trainable_state(), adapted["reference"].trainable_state()
+            largest = max(largest, max(float(((a[n] - b[n]).abs() / b[n].abs().clamp_min(1e-3)).max()) for n in a))
+    sentences = [corpus["train"][i] for i in draw_for(corpus, k, 0, 13, config.sampling)]
+    model = _as(copy.deepcopy(starts[0]), "reference")
+    model.add_decoder(corpus.domain)
+    batch = model.task_batch(sentences, [], corpus.domain)
+    step_flops = count_flops(lambda: model(batch, batch.support, None)[0].backward())
+    runs = draws * len(starts)
+    out = _pair(seconds, step_flops * config.steps * runs, rate, k * config.steps * runs, "sentence_steps_per_s")
+    for kernels in KERNELS:
+        out[kernels]["seconds_per_step"] = round(seconds[kernels] / (config.steps * runs), 4)
+    out["step_flops"] = step_flops
+    out["max_relative_weight_difference"] = largest
+    out["setting"] = {"starting_models": len(starts), "draws": draws, "steps": config.steps, "tokens": int(batch.inputs.mask.sum())}
+    return out
+
+
+def meta_iteration(make_model: Callable[[], Tagger], sources: dict, k: int, rate: float, repeat: int) -> dict:
+    """One iteration of Algorithm 1 (m = 8, one inner step) by both implementations."""
+    tasks = TaskSampler(sources, "train", k, seed=k).fixed_tasks(8)
+    learners = {}
+    for kernels in KERNELS:
+        model = _as(make_model(), kernels)
+        learners[kernels] = MetaLearner(model, MetaConfig(), torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-2))
+    seconds = {kernels: timed(lambda: learners[kernels].step(tasks), repeat) for kernels in KERNELS}
+    flops = count_flops(lambda: learners["reference"].step(tasks))
+    out = _pair(seconds, flops, rate, len(tasks), "tasks_per_s")
+    out["setting"] = {"K": k, "m": 8, "adaptation_steps": 1}
+    return out
+
+
+def real_cell(params: dict, corpora: dict, vectors: WordVectors, corpus_name: str, k: int) -> dict:
+    """One real cell of the adaptation grid (``adapt`` params: every method, every draw),
+    run by both implementations from the meta-trained checkpoints: wall time, per-method
+    mean F1 and the largest per-row F1 difference.  The reference collates the test split
+    at every evaluation, as the plain implementation did."""
+    from hgda_core import adapt as adapt_mod
+    from hgda_core.adapt import SCRATCH, run_adaptation, scratch_builder
+    from hgda_core.models import load_model
+
+    config = AdaptConfig(**params["adapt"])
+    corpus = corpora[corpus_name]
+    spec = ModelSpec.from_params(params["model"])
+    paths = {m: ROOT / "models" / "metatrain" / "bilstm" / f"{corpus.domain}-{m}" / f"K{k}.pt" for m in config.methods if m != SCRATCH}
+    missing = [str(p.relative_to(ROOT)) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)}: no checkpoint; run the meta-training stages for K = {k} first")
+    rows, seconds = {}, {}
+    for kernels in KERNELS:
+        pretrained = {m: _as(load_model(p, vectors), kernels) for m, p in paths.items()}
+        build = scratch_builder(spec.factory(vectors))
+        real_evaluate = adapt_mod.evaluate
+        if kernels == "reference":  # collate at every evaluation
+            adapt_mod.evaluate = lambda model, domain, test, batch_size=256, prepared=None: real_evaluate(model, domain, test, batch_size)
+        try:
+            began = time.perf_counter()
+            rows[kernels] = run_adaptation(corpus, k, config.methods, pretrained, config, params["seed"], "bench",
+                                           lambda seed: _as(build(seed), kernels))
+            seconds[kernels] = time.perf_counter() - began
+        finally:
+            adapt_mod.evaluate = real_evaluate
+        log.info("%s cell %s K=%d: %.0f s", kernels, corpus_name, k, seconds[kernels])
+    means = {}
+    for method in config.methods:
+        f1 = {kernels: [r["f1"] for r in rows[kernels] if r["method"] == method] for kernels in KERNELS}
+        means[method] = {kernels: round(sum(v) / len(v), 4) for kernels, v in f1.items()}
+        means[method]["difference"] = round(means[method]["new"] - means[method]["reference"], 4)
+    row_diff = max(abs(a["f1"] - b["f1"]) for a, b in zip(rows["new"], rows["reference"]))
+    return {"corpus": corpus_name, "K": k, "runs": len(rows["new"]), "steps": config.steps,
+            "seconds": {kernels: round(v, 1) for kernels, v in seconds.items()},
+            "speedup": round(seconds["reference"] / seconds["new"], 2), "mean_f1": means,
+            "max_row_f1_difference": round(row_diff, 4),
+            "identical_rows": all(abs(a["f1"] - b["f1"]) == 0 for a, b in zip(rows["new"], rows["reference"]))}
 
 
 def pipeline_figures() -> dict:
@@ -210,6 +239,9 @@ def bert_figures(params: dict, corpora: dict, device_name: str, repeat: int) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--draws", type=int, default=2, help="draws per cell of the fine-tuning figures")
+    parser.add_argument("--real-cell", metavar="CORPUS:K", help="only run one real cell of the adaptation grid by "
+                        "both implementations (needs that K's meta-trained checkpoints), e.g. NCBI-disease:10")
     parser.add_argument("--encoder", choices=("bilstm", "bert"), default="bilstm")
     parser.add_argument("--device", default="auto", help="BERT only: auto | cpu | cuda")
     args = parser.parse_args()
@@ -228,48 +260,39 @@ def main() -> None:
     sources = source_domains(corpora, "Disease")
     domains = sorted(sources)
 
-    def make_model(dropout: float | None = None) -> Tagger:
-        torch.manual_seed(0)
-        cfg = encoder_config if dropout is None else BiLSTMConfig(**{**encoder_config.__dict__, "dropout": dropout})
-        return build_tagger(vectors, cfg, domains, domains)
-
-    results: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)", "threads": torch.get_num_threads()}
-
-    # Decode throughput at batch 256 on real test sentences of the source corpora.
-    model = make_model()
-    test = [s for cs in sources.values() for c in cs for s in c["test"]][:2048]
-    decode_s = timed(lambda: model.predict(test, domains[0], batch_size=256), args.repeat)
-    results["decode_sentences_per_s"] = round(len(test) / decode_s, 1)
-    torch.set_num_threads(2)  # the same decode on both cores, for the record
-    results["decode_sentences_per_s_2_threads"] = round(len(test) / timed(lambda: model.predict(test, domains[0], batch_size=256), args.repeat), 1)
-    torch.set_num_threads(params["threads"])
-    results["decode_mean_sentence_length"] = round(sum(map(len, test)) / len(test), 1)
-    log.info("decode: %.0f sentences/s", results["decode_sentences_per_s"])
-
-    # Meta-training throughput at K = 10, m = 8, one inner step; functional vs naive.
-    k, m = 10, 8
-    tasks = TaskSampler(sources, "train", k, seed=0).fixed_tasks(m)
-    config = MetaConfig(alpha=1e-2, beta=1e-2, adaptation_steps=1)
-    learner = MetaLearner(model, config, torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-2))
-    fast_s = timed(lambda: learner.step(tasks), args.repeat)
-    naive_s = timed(lambda: naive_step(learner, tasks), args.repeat)
-    results["metatrain_tasks_per_s"] = round(m / fast_s, 2)
-    results["metatrain_naive_tasks_per_s"] = round(m / naive_s, 2)
-    results["metatrain_speedup_vs_naive"] = round(naive_s / fast_s, 2)
-    results["metatrain_setting"] = {"K": k, "m": m, "adaptation_steps": 1}
-    results["max_abs_update_difference"] = compare_updates(lambda: make_model(dropout=0.0), tasks, config)
-    results["same_update_within_1e-5"] = results["max_abs_update_difference"] < 1e-5
-    log.info("meta-training: %.2f tasks/s, naive %.2f tasks/s, speed-up %.2fx, max |diff| %.2e",
-             results["metatrain_tasks_per_s"], results["metatrain_naive_tasks_per_s"],
-             results["metatrain_speedup_vs_naive"], results["max_abs_update_difference"])
-
-    results.update(adaptation_seconds(corpora, vectors, args.repeat))
-    log.info("adaptation: %s s per repetition (NCBI-disease, K = 10)", results.get("adapt_ncbi_k10_seconds_per_repetition"))
-    if "NCBI-disease" in corpora:
-        results["per_k"] = per_k_costs(sources, make_model, corpora["NCBI-disease"], args.repeat)
-    results["last_run_records"] = pipeline_figures()
+    def make_model(seed: int = 0) -> Tagger:
+        torch.manual_seed(seed)
+        return build_tagger(vectors, encoder_config, domains, domains)
 
     bench = json.loads(BENCH.read_text()) if BENCH.exists() else {}
+    if args.real_cell:  # this figure alone, beside the others already in bench.json
+        name, k = args.real_cell.split(":")
+        bench.setdefault("bilstm", {})["real_cell"] = real_cell(params, corpora, vectors, name, int(k))
+        log.info("real cell: %s", bench["bilstm"]["real_cell"])
+        write_json(BENCH, bench)
+        return
+    rate = matmul_rate()
+    results: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)",
+                     "threads": torch.get_num_threads(), "matmul_gflops": rate}
+    log.info("matrix product: %.1f GFLOP/s on one thread", rate["best"])
+    test = [s for cs in sources.values() for c in cs for s in c["test"]][:2048]
+    results["decode"] = decode_figures(make_model(), test, domains[0], rate["best"], args.repeat)
+    log.info("decode: %s", results["decode"])
+    config = AdaptConfig(**params["adapt"])
+    corpus = corpora["NCBI-disease"]
+    starts = [make_model(seed) for seed in range(5)]  # four "meta-trained" starts and scratch: same cost
+    results["fine_tune"] = {}
+    for k in (5, 10, 20, 50):
+        results["fine_tune"][f"K{k}"] = fine_tune_cell(starts, corpus, k, config, args.draws, rate["best"])
+        log.info("fine-tuning K=%d: %s", k, results["fine_tune"][f"K{k}"])
+    results["meta_iteration"] = {}
+    for k in (5, 10, 50):
+        results["meta_iteration"][f"K{k}"] = meta_iteration(make_model, sources, k, rate["best"], max(1, args.repeat - 1))
+        log.info("meta-training K=%d: %s", k, results["meta_iteration"][f"K{k}"])
+    results["last_run_records"] = pipeline_figures()
+    if "real_cell" in bench.get("bilstm", {}):
+        results["real_cell"] = bench["bilstm"]["real_cell"]  # kept from the run that made it
+
     bench["bilstm"] = results
     write_json(BENCH, bench)
 

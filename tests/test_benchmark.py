@@ -1,0 +1,55 @@
+"""The benchmark's yardsticks: FLOP counts, utilisation, and both implementations measured."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from hgda_core.adapt import AdaptConfig
+from hgda_core.benchmark import count_flops, matmul_rate, timed, utilisation
+from stages import bench
+
+
+def test_count_flops_of_a_matrix_product_and_its_backward():
+    a, b = torch.randn(7, 5, requires_grad=True), torch.randn(5, 3)
+    assert count_flops(lambda: a @ b) == 2 * 7 * 5 * 3
+    assert count_flops(lambda: (a @ b).sum().backward()) == 2 * (2 * 7 * 5 * 3)  # forward + ∇a
+
+
+def test_count_flops_of_packed_lstms_counts_real_steps_only():
+    """The count the benchmark uses: packed sequences, so padding adds nothing."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(4, 3, batch_first=True, bidirectional=True)
+
+    def flops(lengths):
+        x = torch.randn(len(lengths), max(lengths), 4)
+        packed = pack_padded_sequence(x, torch.tensor(lengths), batch_first=True, enforce_sorted=False)
+        return count_flops(lambda: lstm(packed))
+
+    assert flops([5, 1]) == flops([5]) + flops([1]) < flops([5, 5]) == 2 * flops([5])
+    per_step = 2 * 2 * (4 * 12 + 3 * 12)  # two directions, input and recurrent products, 4 gates of 3
+    assert flops([5]) == 5 * per_step
+
+
+def test_utilisation_and_rate():
+    assert utilisation(50e9, 2.0, 50.0) == pytest.approx(0.5)
+    rate = matmul_rate(((64, 64, 64),), repeat=1)
+    assert rate["best"] == rate["64x64.64x64"] > 0
+    assert timed(lambda: None, 2) >= 0
+
+
+def test_bench_measures_both_kernels_and_finds_the_same_tags_and_weights(make_tagger, tiny_corpora):
+    corpus = tiny_corpora["Disease"][0]
+    model = make_tagger()
+    decode = bench.decode_figures(model, corpus["test"], "Gene", rate=50.0, repeat=1)
+    assert decode["identical_tags"] and set(decode) >= {"reference", "new", "speedup", "flops"}
+    assert decode["reference"]["utilisation"] > 0
+    config = AdaptConfig(steps=3)
+    cell = bench.fine_tune_cell([make_tagger(seed=s) for s in range(2)], corpus, 5, config, draws=1, rate=50.0)
+    assert cell["max_relative_weight_difference"] < 1e-3
+    assert cell["flops"] == cell["step_flops"] * 3 * 2
+    assert cell["new"]["sentence_steps_per_s"] == pytest.approx(5 * 3 * 2 / cell["new"]["seconds"], rel=1e-2)
