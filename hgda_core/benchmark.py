@@ -80,3 +80,55 @@ def matmul_rate(shapes: tuple[tuple[int, int, int], ...] = ((1024, 1024, 1024), 
 def utilisation(flops: float, seconds: float, rate_gflops: float) -> float:
     """Model-FLOP utilisation: ``flops / seconds`` as a share of ``rate_gflops``."""
     return flops / seconds / (rate_gflops * 1e9)
+
+
+def _row(name: str, figure: dict, unit: str, label: str, target: str) -> str:
+    ref, new = figure["reference"], figure["new"]
+    return (f"| {name} | {ref[unit]:,.1f} | {new[unit]:,.1f} | {label} | {figure['speedup']:.2f}× | {target} "
+            f"| {ref['utilisation']:.0%} → {new['utilisation']:.0%} |")
+
+
+TARGETS = {"decode": "≥ 1.3×", "fine_tune": {"K5": "≥ 3.5×", "K10": "≥ 2.4×", "K20": "—", "K50": "≥ 1.3×"},
+           "meta_iteration": {"K5": "—", "K10": "≥ 1.6×", "K50": "—"}}
+"""The speed-up each figure aims at (issue 12)."""
+
+
+def bench_markdown(results: dict) -> str:
+    """``reports/bench.md``: the ``bilstm`` section of ``reports/bench.json`` as a table
+    (reference, new, ratio, model-FLOP utilisation of each)."""
+    rate = results["matmul_gflops"]
+    lines = [
+        "# Benchmark: the BiLSTM-CRF's training and decoding",
+        "",
+        f"One torch thread ({results['machine']}). Utilisation: model FLOPs (counted on the reference kernels) per "
+        f"second, as a share of the single-thread fp32 matrix-product rate measured in the same run, "
+        f"{rate['best']:.1f} GFLOP/s (" + ", ".join(f"{k}: {v}" for k, v in rate.items() if k != "best") + "). "
+        "Reference: packed-sequence LSTMs, pytorch-crf's loss and Viterbi, the test split collated at each "
+        "evaluation; new: the project's kernels (`Tagger.set_kernels`). Written by `python -m stages.bench`.",
+        "",
+        "| Operation | Reference | New | Unit | New / reference | Target | Utilisation (ref → new) |",
+        "| :--- | ---: | ---: | :--- | ---: | :--- | ---: |",
+    ]
+    decode = results["decode"]
+    lines.append(_row(f"decoding, {decode['setting']['sentences']} sentences, batch 256", decode, "sentences_per_s",
+                      "sentences/s", TARGETS["decode"]))
+    for key, figure in results["fine_tune"].items():
+        s = figure["setting"]
+        lines.append(_row(f"fine-tuning, K = {key[1:]} ({s['starting_models']} models × {s['draws']} draws × {s['steps']} steps)",
+                          figure, "sentence_steps_per_s", "sentence-steps/s", TARGETS["fine_tune"].get(key, "—")))
+    for key, figure in results["meta_iteration"].items():
+        lines.append(_row(f"meta-training iteration, K = {key[1:]} (m = 8, 1 inner step)", figure, "tasks_per_s",
+                          "tasks/s", TARGETS["meta_iteration"].get(key, "—")))
+    lines += ["", f"Decoding gives identical tags: {decode['identical_tags']}; collating its sentences takes "
+              f"{decode['collate_seconds']:.3f} s (done once per test split in the adaptation grid). Largest relative "
+              "weight difference between the two implementations after fine-tuning: "
+              + ", ".join(f"K = {k[1:]}: {v['max_relative_weight_difference']:.1e}" for k, v in results["fine_tune"].items()) + "."]
+    cell = results.get("real_cell")
+    if cell:
+        lines += ["", f"## One real cell: {cell['corpus']}, K = {cell['K']} ({cell['runs']} runs: every method × every "
+                  f"draw, {cell['steps']} steps each, scored on the whole test split)", "",
+                  f"Wall time {cell['seconds']['reference']:.0f} s (reference) and {cell['seconds']['new']:.0f} s (new): "
+                  f"{cell['speedup']:.2f}×. Largest per-row F1 difference: {cell['max_row_f1_difference']:.4f}.", "",
+                  "| Method | Mean F1, reference | Mean F1, new | Difference |", "| :--- | ---: | ---: | ---: |"]
+        lines += [f"| {m} | {v['reference']:.4f} | {v['new']:.4f} | {v['difference']:+.4f} |" for m, v in cell["mean_f1"].items()]
+    return "\n".join(lines) + "\n"

@@ -1,7 +1,7 @@
 """Benchmark of the BiLSTM-CRF tagger's training and decoding (not a DVC stage).
 
 Measures on this machine, one torch thread, and writes the section ``bilstm`` of
-``reports/bench.json`` (other sections are kept); ``--encoder bert`` writes
+``reports/bench.json`` (other sections are kept) and its table ``reports/bench.md``; ``--encoder bert`` writes
 ``bert_<device>`` instead (:func:`bert_figures`).  Every figure is measured for the
 project's kernels (``new``) and for the plain implementation they replace
 (``reference``: packed-sequence LSTMs, pytorch-crf's loss and Viterbi, the test split
@@ -36,10 +36,10 @@ from typing import Callable
 import torch
 
 from hgda_core.adapt import AdaptConfig, adaptation_lr, draw_for, fine_tune
-from hgda_core.benchmark import count_flops, matmul_rate, timed, utilisation
+from hgda_core.benchmark import bench_markdown, count_flops, matmul_rate, timed, utilisation
 from hgda_core.data import load_corpora
 from hgda_core.embeddings import WordVectors
-from hgda_core.io import setup_logging, write_json
+from hgda_core.io import setup_logging, write_json, write_text
 from hgda_core.meta import MetaConfig, MetaLearner
 from hgda_core.metatrain import source_domains
 from hgda_core.models import ModelSpec, Tagger, build_tagger
@@ -270,6 +270,8 @@ def main() -> None:
         bench.setdefault("bilstm", {})["real_cell"] = real_cell(params, corpora, vectors, name, int(k))
         log.info("real cell: %s", bench["bilstm"]["real_cell"])
         write_json(BENCH, bench)
+        if "decode" in bench["bilstm"]:
+            write_text(BENCH.with_suffix(".md"), bench_markdown(bench["bilstm"]))
         return
     rate = matmul_rate()
     results: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)",
@@ -295,6 +297,7 @@ def main() -> None:
 
     bench["bilstm"] = results
     write_json(BENCH, bench)
+    write_text(BENCH.with_suffix(".md"), bench_markdown(results))
 
 
 if __name__ == "__main__":

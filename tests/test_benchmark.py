@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hgda_core.adapt import AdaptConfig
-from hgda_core.benchmark import count_flops, matmul_rate, timed, utilisation
+from hgda_core.benchmark import bench_markdown, count_flops, matmul_rate, timed, utilisation
 from stages import bench
 
 
@@ -53,3 +53,24 @@ def test_bench_measures_both_kernels_and_finds_the_same_tags_and_weights(make_ta
     assert cell["max_relative_weight_difference"] < 1e-3
     assert cell["flops"] == cell["step_flops"] * 3 * 2
     assert cell["new"]["sentence_steps_per_s"] == pytest.approx(5 * 3 * 2 / cell["new"]["seconds"], rel=1e-2)
+
+
+def _figure(ref_s, new_s, unit):
+    return {"reference": {"seconds": ref_s, unit: 10 / ref_s, "utilisation": 0.1},
+            "new": {"seconds": new_s, unit: 10 / new_s, "utilisation": 0.25}, "speedup": round(ref_s / new_s, 2)}
+
+
+def test_bench_markdown_table_shows_reference_new_ratio_and_utilisation():
+    results = {
+        "machine": "x86_64, 1 torch thread(s)", "matmul_gflops": {"1024x1024.1024x1024": 90.0, "best": 90.0},
+        "decode": {**_figure(2.0, 1.0, "sentences_per_s"), "identical_tags": True, "collate_seconds": 0.1,
+                   "setting": {"sentences": 2048}},
+        "fine_tune": {"K5": {**_figure(3.0, 1.0, "sentence_steps_per_s"), "max_relative_weight_difference": 1e-6,
+                             "setting": {"starting_models": 5, "draws": 2, "steps": 30}}},
+        "meta_iteration": {"K10": _figure(1.6, 1.0, "tasks_per_s")},
+    }
+    md = bench_markdown(results)
+    assert "| decoding, 2048 sentences, batch 256 | 5.0 | 10.0 | sentences/s | 2.00× | ≥ 1.3× | 10% → 25% |" in md
+    assert "| fine-tuning, K = 5 (5 models × 2 draws × 30 steps) | 3.3 | 10.0 | sentence-steps/s | 3.00× | ≥ 3.5× |" in md
+    assert "| meta-training iteration, K = 10 (m = 8, 1 inner step) | 6.2 | 10.0 | tasks/s | 1.60× | ≥ 1.6× |" in md
+    assert "90.0 GFLOP/s" in md and "real cell" not in md

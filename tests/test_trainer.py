@@ -49,7 +49,7 @@ def test_rising_validation_loss_stops_at_the_documented_iteration_and_restores_t
     model, learner, result, records = _run(make_tagger, losses, max_iterations=100, eval_every=5, patience=3)
     assert result.best_iteration == 15 and result.best_val_loss == 5.0 and result.initial_val_loss == 10.0
     assert result.iterations == 30 == learner.steps == len(records)  # stopped at 15 + 3 × 5
-    assert float(model.domain_head.bias[0]) == 15.0  # the weights of iteration 15, restored
+    assert model.domain_head.bias[0].item() == 15.0  # the weights of iteration 15, restored
     assert [c["iteration"] for c in result.curve] == [0, 5, 10, 15, 20, 25, 30]
     assert [c["val_loss"] for c in result.curve] == [10.0, 8.0, 6.0, 5.0, 5.5, 6.0, 7.0]
     assert [r.get("val_loss") for r in records if "val_loss" in r] == [8.0, 6.0, 5.0, 5.5, 6.0, 7.0]
@@ -59,7 +59,7 @@ def test_an_improvement_within_patience_resets_the_count(make_tagger):
     losses = {0: 10.0, 2: 9.0, 4: 9.5, 6: 8.0, 8: 8.5, 10: 8.7, 12: 3.0}
     model, _, result, _ = _run(make_tagger, losses, max_iterations=12, eval_every=2, patience=2)
     assert result.iterations == 10 and result.best_iteration == 6
-    assert float(model.domain_head.bias[0]) == 6.0
+    assert model.domain_head.bias[0].item() == 6.0
 
 
 def test_no_improvement_at_all_restores_the_initial_weights(make_tagger):
@@ -80,5 +80,5 @@ def test_the_cap_ends_training_with_a_final_evaluation(make_tagger):
     losses = {0: 5.0, 4: 4.0, 8: 3.0, 10: 2.0}
     model, _, result, _ = _run(make_tagger, losses, max_iterations=10, eval_every=4, patience=3)
     assert result.iterations == 10 and result.best_iteration == 10 and result.best_val_loss == 2.0
-    assert float(model.domain_head.bias[0]) == 10.0
+    assert model.domain_head.bias[0].item() == 10.0
     assert pytest.approx(result.curve[-1]["train_loss"]) == 1.0
