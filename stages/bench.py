@@ -44,6 +44,7 @@ from hgda_core.meta import MetaConfig, MetaLearner
 from hgda_core.metatrain import source_domains
 from hgda_core.models import ModelSpec, Tagger, build_tagger
 from hgda_core.sampler import TaskSampler
+from stages import bench_tagging
 from stages.common import ROOT, load_params
 
 log = logging.getLogger("stages.bench")
@@ -298,6 +299,7 @@ def main() -> None:
     bench["bilstm"] = results
     write_json(BENCH, bench)
     write_text(BENCH.with_suffix(".md"), bench_markdown(results))
+    bench_tagging.run()  # section "tagging": hgda tag throughput vs decoding, hgda adapt wall time
 
 
 if __name__ == "__main__":
