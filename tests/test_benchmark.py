@@ -74,3 +74,18 @@ def test_bench_markdown_table_shows_reference_new_ratio_and_utilisation():
     assert "| fine-tuning, K = 5 (5 models × 2 draws × 30 steps) | 3.3 | 10.0 | sentence-steps/s | 3.00× | ≥ 3.5× |" in md
     assert "| meta-training iteration, K = 10 (m = 8, 1 inner step) | 6.2 | 10.0 | tasks/s | 1.60× | ≥ 1.6× |" in md
     assert "90.0 GFLOP/s" in md and "real cell" not in md
+
+
+def test_readme_shows_the_committed_benchmark_table():
+    """The README's table is reports/bench.md's, row for row (regenerate both together)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    table = []
+    for line in (root / "reports" / "bench.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert len(table) > 3 and "\n".join(table) in readme
