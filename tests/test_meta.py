@@ -32,6 +32,16 @@ def test_task_weights_per_group_follow_eq2():
     assert all(u.tolist() == [0.5, 0.5] for u in uniform.values())
 
 
+def test_small_losses_keep_their_ratio():
+    """Only a zero (or non-finite) total falls back to uniform weights, not a small one."""
+    assert hardness(torch.tensor([0.1, 0.3])).tolist() == pytest.approx([0.25, 0.75])
+
+
+def test_unknown_weighting_is_a_clear_error():
+    with pytest.raises(ValueError, match="weighting must be hardness or uniform, got 'loss'"):
+        task_weights(torch.ones(2), torch.ones(2), 1.0, "loss")  # type: ignore[arg-type]
+
+
 def test_all_zero_losses_give_finite_uniform_weights():
     gamma = hardness(torch.zeros(4))
     assert torch.isfinite(gamma).all()

@@ -82,3 +82,18 @@ def test_the_cap_ends_training_with_a_final_evaluation(make_tagger):
     assert result.iterations == 10 and result.best_iteration == 10 and result.best_val_loss == 2.0
     assert model.domain_head.bias[0].item() == 10.0
     assert pytest.approx(result.curve[-1]["train_loss"]) == 1.0
+
+
+def test_the_log_records_every_field_table1_reads(make_tagger):
+    import time
+
+    started = time.perf_counter()
+    _, _, result, records = _run(make_tagger, {0: 3.0, 2: 2.0, 4: 1.0}, max_iterations=4, eval_every=2, patience=2)
+    wall = time.perf_counter() - started
+    assert set(records[0]) == {"iteration", "lr", "tasks"} and set(records[1]) == {"iteration", "lr", "tasks", "val_loss"}
+    assert [r["iteration"] for r in records] == [1, 2, 3, 4] and records[0]["lr"] == pytest.approx(0.1)
+    assert set(records[0]["tasks"][0]) == {"domain", "support", "query", "support_entities", "query_entities", "lab",
+                                           "cls", "gamma_theta", "gamma_phi", "gamma_omega"}
+    assert records[0]["tasks"][0]["gamma_omega"] == pytest.approx(0.5)
+    assert all(set(c) == {"iteration", "train_loss", "val_loss"} for c in result.curve)
+    assert 0 < result.seconds <= wall
