@@ -45,9 +45,12 @@ BERT_FINETUNE = "bert_finetune"
 """The paper's BioBERT baseline: the pre-trained BERT, a fresh tag head, no meta-training."""
 COLUMNS: tuple[str, ...] = (
     "encoder", "model", "method", "corpus", "domain", "shots", "repetition",
-    "precision", "recall", "f1", "tp", "fp", "fn", "sample_entities", "sample", "test_sentences", "seconds",
+    "precision", "recall", "f1", "tp", "fp", "fn", "sample_entities", "sample", "test_sentences",
+    "steps", "lr", "sampling", "seconds",
 )
-"""Columns of a score row, in order (one row per encoder, method, corpus, K, repetition)."""
+"""Columns of a score row, in order (one row per encoder, method, corpus, K, repetition);
+``steps``, ``lr`` (the new decoder's initial rate, eq. 3) and ``sampling`` record the
+fine-tuning protocol, for the tables' captions."""
 
 
 @dataclass
@@ -325,6 +328,9 @@ def run_adaptation(
                 "sample_entities": sum(s.n_mentions for s in sentences),
                 "sample": " ".join(map(str, sample)),
                 "test_sentences": len(test),
+                "steps": config.steps,
+                "lr": round(lr, 6),
+                "sampling": config.sampling,
                 "seconds": round(time.perf_counter() - start, 3),
             }
             rows.append({c: row[c] for c in COLUMNS})

@@ -46,6 +46,12 @@ class MetaConfig:
         theta_lr_scale: the encoder θ's inner rate is ``beta · theta_lr_scale`` (1 for
             the BiLSTM; BERT's 1e-5 / default_lr, Appendix); the outer optimiser holds
             the same ratio in its parameter groups (:func:`hgda_core.metatrain.meta_train`).
+        loss_reduction: how L^lab and L^cls of eq. 1 reduce over a set's sentences:
+            ``mean`` (the per-sentence average) or ``sum`` (pytorch-crf's default and
+            many BiLSTM-CRF codes': every step ≈ K× larger before clipping).  The paper
+            does not say; eq. 2's ratios are the same under both (every set has K
+            sentences).  The meta-validation loss is always the mean, so that curves of
+            either reduction compare.
     """
 
     alpha: float = 1e-2
@@ -59,6 +65,11 @@ class MetaConfig:
     implicit_reg: float = 1.0
     cg_steps: int = 5
     theta_lr_scale: float = 1.0
+    loss_reduction: Literal["mean", "sum"] = "mean"
+
+    def __post_init__(self) -> None:
+        if self.loss_reduction not in ("mean", "sum"):
+            raise ValueError(f"loss_reduction must be mean or sum, got {self.loss_reduction!r}")
 
     @property
     def cls_grad_scale(self) -> float:
@@ -98,6 +109,11 @@ def conjugate_gradient(
     return x
 
 
+def rows_in(batch: TaskBatch, rows: slice | None) -> int:
+    """How many sentences of ``batch`` the slice ``rows`` selects (0 for None)."""
+    return 0 if rows is None else len(range(*rows.indices(batch.tag_ids.shape[0])))
+
+
 class MetaLearner:
     """Runs Algorithm 1 on a :class:`Tagger`, one batch of tasks per :meth:`step`.
 
@@ -127,22 +143,29 @@ class MetaLearner:
         prefix = f"decoders.{domain}."
         return {n: p for n, p in self.params.items() if not n.startswith("decoders.") or n.startswith(prefix)}
 
-    def losses(self, params: Params, batch: TaskBatch, lab_rows: slice | None, cls_rows: slice | None) -> tuple[Tensor, Tensor]:
-        """(L^lab, L^cls) of eq. 1 at the weights ``params``."""
-        return functional_call(self.model, params, (batch, lab_rows, cls_rows, self.config.cls_grad_scale))
+    def losses(
+        self, params: Params, batch: TaskBatch, lab_rows: slice | None, cls_rows: slice | None,
+        reduction: str | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """(L^lab, L^cls) of eq. 1 at the weights ``params``, reduced over each set's
+        sentences by ``reduction`` (default: :attr:`MetaConfig.loss_reduction`)."""
+        lab, cls = functional_call(self.model, params, (batch, lab_rows, cls_rows, self.config.cls_grad_scale))
+        if (reduction or self.config.loss_reduction) == "sum":
+            lab, cls = lab * rows_in(batch, lab_rows), cls * rows_in(batch, cls_rows)
+        return lab, cls
 
     def _grads(self, loss: Tensor, params: Params, create_graph: bool = False) -> Params:
         names = list(params)
         grads = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True, create_graph=create_graph)
         return {n: torch.zeros_like(params[n]) if g is None else g for n, g in zip(names, grads)}
 
-    def adapt(self, batch: TaskBatch, params: Params | None = None) -> Params:
+    def adapt(self, batch: TaskBatch) -> Params:
         """Alg. 2 lines 1–9: inner SGD steps with β on L^lab(T^S) + λ·L^cls(T^Q).
 
         One backward pass gives θ ← θ − β∇θ L_i, φ ← φ − β∇φ L^lab, ω ← ω − β∇ω L^cls
         (the λ on θ's share of L^cls is applied by the gradient scale in the model).
         """
-        start = params if params is not None else self.task_params(batch.domain)
+        start = self.task_params(batch.domain)
         fast = start
         beta, reg = self.config.beta, self.config.implicit_reg
         rate = {n: beta * (self.config.theta_lr_scale if param_group(n) == "theta" else 1.0) for n in start}
@@ -236,7 +259,7 @@ class MetaLearner:
             batch = self.model.task_batch(task.support, task.query, task.domain)
             fast = self.adapt(batch)
             with torch.no_grad():
-                lab, _ = self.losses(fast, batch, batch.query, None)
+                lab, _ = self.losses(fast, batch, batch.query, None, reduction="mean")
             total += lab.item()
         self.model.train(was_training)
         return total / max(1, len(tasks))

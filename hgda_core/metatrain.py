@@ -47,6 +47,21 @@ class MetaTrainParams(OptimConfig):
     eval_every: int = 25
     patience: int = 3
     val_tasks: int = 24
+    loss_reduction: str = "mean"
+    min_rel_delta: float = 0.0
+    schedule_horizon: int = 0
+    snapshots: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.snapshots = tuple(int(i) for i in self.snapshots or ())
+        if any(i < 0 for i in self.snapshots) or self.schedule_horizon < 0 or self.min_rel_delta < 0:
+            raise ValueError("meta.snapshots, meta.schedule_horizon and meta.min_rel_delta must be >= 0, "
+                             f"got {list(self.snapshots)}, {self.schedule_horizon}, {self.min_rel_delta}")
+
+    @property
+    def horizon(self) -> int:
+        """Iterations over which the linear schedule decays the rate to 0 (0: the cap)."""
+        return self.schedule_horizon or self.max_iterations
 
 
 def derive_seed(seed: int, *parts: object) -> int:
@@ -148,12 +163,14 @@ def meta_train(
         implicit_reg=params.implicit_reg,
         cg_steps=params.cg_steps,
         theta_lr_scale=theta / lr,
+        loss_reduction=params.loss_reduction,  # type: ignore[arg-type]
     )
     optimizer = sgd(param_groups(model.named_parameters(), lr, theta), lr, params.momentum, params.weight_decay)
-    scheduler = linear_schedule(optimizer, params.max_iterations)
+    scheduler = linear_schedule(optimizer, params.horizon)
     learner_cls = TransferLearner if spec.learner == "transfer" else MetaLearner
     learner = learner_cls(model, config, optimizer, scheduler, params.grad_clip)
-    loop = TrainConfig(params.tasks_per_batch, params.max_iterations, params.eval_every, params.patience)
+    loop = TrainConfig(params.tasks_per_batch, params.max_iterations, params.eval_every, params.patience,
+                       min_rel_delta=params.min_rel_delta, snapshots=params.snapshots)
     result = train(learner, sampler, val_tasks, loop, log, progress)
     return model, result
 
@@ -167,5 +184,6 @@ def result_metrics(result: TrainResult, k: int, sources: Sequence[str]) -> dict:
         "best_val_loss": round(result.best_val_loss, 4),
         "best_iteration": result.best_iteration,
         "iterations": result.iterations,
+        "stopped_by": result.stopped_by,
         "seconds": round(result.seconds, 1),
     }

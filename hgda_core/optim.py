@@ -45,6 +45,10 @@ def sgd(params: Iterable[nn.Parameter] | Iterable[dict], lr: float, momentum: fl
 
 
 def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear decay of the learning rate from its initial value to 0 over ``total_steps``."""
+    """Linear decay of the learning rate from its initial value to 0 over ``total_steps``
+    (the Appendix's linear scheduler; after ``total_steps`` the rate stays 0).
+
+    Meta-training passes its schedule horizon here (``meta.schedule_horizon``), which may
+    lie beyond the iteration cap, so that early stopping, not the schedule, ends a run."""
     total = max(1, total_steps)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / total))

@@ -27,6 +27,7 @@ from hgda_core.report_compare import (
     results_at_a_glance,
 )
 from hgda_core.report_logs import (
+    meta_budget_notes,
     SentenceStore,
     find_runs,
     hardness_points,
@@ -36,7 +37,7 @@ from hgda_core.report_logs import (
     render_table1,
 )
 from hgda_core.report_plots import plot_curves, plot_f1_vs_k, plot_hardness
-from hgda_core.report_tables import METRICS, model_labels, render_results, results_table
+from hgda_core.report_tables import ENCODER_LABELS, METRICS, model_labels, render_results, results_table
 from hgda_core.significance import significance_table
 
 log = logging.getLogger(__name__)
@@ -167,8 +168,11 @@ def build_report(
     # Tables 3-5, significance, the paper's figures.
     significance = significance_table(scores, "f1", alpha=config.alpha)
     models = model_labels(scores)
+    runs = find_runs(metatrain_dir, domains)
+    budget = meta_budget_notes(metatrain_dir, runs, ENCODER_LABELS.get(metatrain_dir.name, metatrain_dir.name))
     for metric, (paper_table, _) in METRICS.items():
         table = results_table(scores, metric, order, shots)
+        table.notes += budget
         md, tex = render_results(table, models, significance, config.alpha, config.show_std)
         stem = paper_table.lower().replace(" ", "")
         put(f"{stem}.md", md)
@@ -203,9 +207,9 @@ def build_report(
     plot_f1_vs_k(scores, plots / "f1_vs_k.png", panels)
     plot_hardness(pd.concat(points, ignore_index=True) if points else pd.DataFrame(columns=["entity_share"]),
                   plots / "hardness_vs_entities.png", method)  # fmt: skip
-    runs = find_runs(metatrain_dir, domains)
     curves = read_curves(metatrain_dir, runs)
     notes.append(f"Meta-training runs found: {len(runs)} (held-out domain × method), {len(curves):,} curve points.")
+    notes += budget
     plot_curves(curves, plots / "metatrain_curves.png")
     written += [plots / n for n in ("f1_vs_k.png", "hardness_vs_entities.png", "metatrain_curves.png")]
     put("README.md", render_index(scores, notes, at_a_glance))

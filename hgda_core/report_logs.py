@@ -10,8 +10,11 @@ corpora ``data/processed/<corpus>.pkl``.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from statistics import median
 
 import pandas as pd
 
@@ -40,6 +43,29 @@ def find_runs(metatrain_dir: str | Path, held_outs: Iterable[str]) -> list[tuple
             if folder.is_dir() and folder.name.startswith(f"{held_out}-"):
                 runs.append((held_out, folder.name[len(held_out) + 1 :]))
     return runs
+
+
+def meta_budget_notes(metatrain_dir: str | Path, runs: Sequence[tuple[str, str]], encoder: str = "BiLSTM") -> list[str]:
+    """How the runs' meta-training ended, one clause per K, from their ``metrics.json``:
+    how many runs, their iterations, and how many stopped by patience or at the cap
+    (runs written before ``stopped_by`` was recorded are counted as such)."""
+    entries: dict[int, list[dict]] = {}
+    for held_out, method in runs:
+        path = Path(metatrain_dir) / f"{held_out}-{method}" / "metrics.json"
+        if path.is_file():
+            for key, entry in json.loads(path.read_text(encoding="utf-8")).items():
+                entries.setdefault(int(key.lstrip("K")), []).append(entry)
+    notes = []
+    for k in sorted(entries):
+        group = entries[k]
+        iterations = sorted(int(e["iterations"]) for e in group)
+        stops = Counter(str(e.get("stopped_by", "unrecorded")) for e in group)
+        span = f"{iterations[0]:,}" if iterations[0] == iterations[-1] else f"{iterations[0]:,} to {iterations[-1]:,}"
+        ends = [f"{stops[s]} {text}" for s, text in (("patience", "stopped by patience"), ("cap", "at the iteration cap"),
+                                                     ("unrecorded", "without a recorded stop reason")) if stops[s]]  # fmt: skip
+        notes.append(f"K = {k}: {len(group)} runs of {span} iterations (median {int(median(iterations)):,}), "
+                     f"{', '.join(ends)}")  # fmt: skip
+    return [f"Meta-training ({encoder}): {'; '.join(notes)}."] if notes else []
 
 
 def read_tasks(path: str | Path, held_out: str, method: str, k: int) -> pd.DataFrame:

@@ -21,9 +21,10 @@ from hgda_core.tables import max_mask, to_latex, to_markdown
 
 SCORE_COLUMNS: tuple[str, ...] = (
     "encoder", "model", "method", "corpus", "domain", "shots", "repetition",
-    "precision", "recall", "f1", "tp", "fp", "fn", "sample_entities", "sample", "test_sentences", "seconds",
+    "precision", "recall", "f1", "tp", "fp", "fn", "sample_entities", "sample", "test_sentences",
+    "steps", "lr", "sampling", "seconds",
 )  # fmt: skip
-"""Columns of ``reports/scores.csv``, in order."""
+"""Columns of ``reports/scores.csv``, in order (:data:`hgda_core.adapt.COLUMNS`)."""
 
 METHOD_ORDER: tuple[str, ...] = ("metaner", "transfer", "scratch", "bert_finetune", *OURS)
 METHOD_LABELS = {
@@ -135,9 +136,27 @@ def protocol_notes(scores: pd.DataFrame) -> dict[str, str]:
                 parts.append(f"scored on a seeded subset of {int(sizes.min()):,}"
                              f"{'' if sizes.min() == sizes.max() else f' to {int(sizes.max()):,}'} sentences of each "
                              "test split (the bert_cpu profile; the other rows use the whole test splits)")  # fmt: skip
+        parts += adaptation_protocol(group)
         if parts:
             notes[str(encoder)] = "; ".join(parts)
     return notes
+
+
+def adaptation_protocol(rows: pd.DataFrame) -> list[str]:
+    """How one encoder's rows were fine-tuned (columns ``steps``, ``lr``, ``sampling``):
+    e.g. ``adapted with 200 full-batch SGD steps (initial rate 0.1·√(K/32), eq. 3) on
+    uniform draws``, one clause per distinct protocol with its K when they differ."""
+    if not {"steps", "lr", "sampling"} <= set(rows) or rows[["steps", "lr", "sampling"]].isna().any().any():
+        return []
+    base = (rows["lr"].astype(float) / (rows["shots"].astype(float) / 32) ** 0.5).round(4)
+    keyed = rows.assign(base=base)
+    protocols = keyed.groupby(["steps", "base", "sampling"])["shots"].agg(lambda s: sorted(set(int(k) for k in s)))
+    clauses = []
+    for (steps, rate, sampling), ks in protocols.items():
+        draws = "draws of any K train sentences" if sampling == "uniform" else "draws of K sentences with an entity"
+        text = f"adapted with {int(steps)} full-batch SGD steps (the new decoder's initial rate {rate:g}·√(K/32), eq. 3) on {draws}"
+        clauses.append(text + (f" (K = {', '.join(map(str, ks))})" if len(protocols) > 1 else ""))
+    return clauses
 
 
 def missing_notes(

@@ -2,9 +2,12 @@
 
 "This runs until no further improvement can be made" (§3.3): every ``eval_every``
 iterations the meta-validation loss on fixed tasks from the source domains' *devel*
-splits is measured; training stops after ``patience`` evaluations without improvement
-(or at ``max_iterations``) and the best weights are restored.  The held-out domain is
-never seen here.
+splits is measured; an evaluation improves when it is lower than the best so far by more
+than ``min_delta`` and by more than the fraction ``min_rel_delta`` of the best (a relative
+threshold, so that a stop is not decided by noise at any scale of the loss).  Training
+stops after ``patience`` evaluations without improvement (``stopped_by: patience``) or at
+``max_iterations`` (``stopped_by: cap``), and the best weights are restored.  The
+held-out domain is never seen here.
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ class TrainConfig:
     eval_every: int = 25
     patience: int = 4
     min_delta: float = 1e-4
+    min_rel_delta: float = 0.0
+    snapshots: tuple[int, ...] = ()
+    """Iterations whose weights are kept as they are then (0: the initial weights), e.g.
+    for a study of F1 against meta-training iterations; not the restored best."""
+
+    def improves(self, val: float, best: float) -> bool:
+        """Whether ``val`` beats ``best`` by the absolute and the relative threshold."""
+        return val < best - max(self.min_delta, self.min_rel_delta * abs(best))
 
 
 @dataclass
@@ -44,6 +55,10 @@ class TrainResult:
     iterations: int
     seconds: float
     curve: list[dict] = field(default_factory=list)
+    stopped_by: str = "cap"
+    """``patience`` (no improvement for ``patience`` evaluations) or ``cap`` (``max_iterations``)."""
+    snapshots: dict[int, dict] = field(default_factory=dict)
+    """Iteration → trainable state at that iteration (:attr:`TrainConfig.snapshots`)."""
 
 
 def task_record(task: Task, index: int, step: dict) -> dict:
@@ -86,6 +101,9 @@ def train(
     best_state = copy.deepcopy(model.trainable_state())
     best_iteration, bad, iteration = 0, 0, 0
     curve = [{"iteration": 0, "train_loss": None, "val_loss": initial}]
+    wanted = set(config.snapshots)
+    snapshots = {0: copy.deepcopy(best_state)} if 0 in wanted else {}
+    stopped_by = "cap"
     window: list[float] = []
     bar = tqdm(range(1, config.max_iterations + 1), desc="meta-train", disable=not progress, mininterval=5)
     for iteration in bar:
@@ -102,16 +120,20 @@ def train(
             record["val_loss"] = val
             curve.append({"iteration": iteration, "train_loss": sum(window) / len(window), "val_loss": val})
             window = []
-            if val < best - config.min_delta:
+            if config.improves(val, best):
                 best, best_iteration, bad = val, iteration, 0
                 best_state = copy.deepcopy(model.trainable_state())
             else:
                 bad += 1
             bar.set_postfix(val=f"{val:.3f}", best=f"{best:.3f}")
+        if iteration in wanted:
+            snapshots[iteration] = copy.deepcopy(model.trainable_state())
         if on_iteration is not None:
             on_iteration(record)
         if bad >= config.patience:
+            stopped_by = "patience"
             log.info("early stop at iteration %d (best %.4f at %d)", iteration, best, best_iteration)
             break
     model.load_trainable_state(best_state)
-    return TrainResult(best, initial, best_iteration, iteration, time.perf_counter() - started, curve)
+    return TrainResult(best, initial, best_iteration, iteration, time.perf_counter() - started, curve,
+                       stopped_by, snapshots)

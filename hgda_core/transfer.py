@@ -2,7 +2,7 @@
 
 The shared encoder θ and the per-domain CRF decoders φ are trained on the sentences of
 the same tasks the meta-learners see (support ∪ query, so the data budget per iteration
-is equal), with the mean L^lab as the loss; there is no inner loop and no domain head.
+is equal), with L^lab (reduced over the sentences by ``meta.loss_reduction``) as the loss; there is no inner loop and no domain head.
 """
 
 from __future__ import annotations
@@ -24,13 +24,16 @@ class TransferLearner(MetaLearner):
     """
 
     def step(self, tasks: Sequence[Task]) -> dict:
-        """One SGD step on the mean CRF loss of the tasks' sentences."""
+        """One SGD step on the CRF loss of the tasks' sentences: the mean over tasks of
+        each task's loss, itself reduced over its sentences by ``loss_reduction``."""
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         labs = []
         for task in tasks:
             batch = self.model.task_batch(task.support, task.query, task.domain)
             lab, _ = self.model(batch, slice(None), None)
+            if self.config.loss_reduction == "sum":
+                lab = lab * batch.tag_ids.shape[0]
             (lab / len(tasks)).backward()
             labs.append(lab.item())
         if self.grad_clip:

@@ -1,5 +1,5 @@
 """What every stage script shares: the repository root, params.yaml, the `shots` list,
-the domain map and the ``bert_cpu`` profile."""
+the domain map and the two profiles (``profile: quick`` and ``bert_cpu``)."""
 
 from __future__ import annotations
 
@@ -56,10 +56,25 @@ def bert_cpu_active(params: Mapping[str, Any]) -> bool:
     return profile == "on" or resolve_device(params.get("device", "auto")).type == "cpu"
 
 
+PROFILES = ("converged", "quick")
+
+
+def profile_of(params: Mapping[str, Any]) -> str:
+    """``converged`` (the default protocol) or ``quick`` (the short look of ``quick:``)."""
+    profile = str(params.get("profile", "converged"))
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}, got {profile!r}")
+    return profile
+
+
 def effective_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``params`` with the ``bert_cpu`` profile's ``meta`` and ``adapt`` keys laid over
-    those sections when the profile is active (:func:`bert_cpu_active`)."""
+    """``params`` with the profiles' ``meta`` and ``adapt`` keys laid over those sections:
+    first ``quick:`` when ``profile: quick``, then ``bert_cpu:`` when that profile is
+    active (:func:`bert_cpu_active`)."""
     out = {key: dict(value) if isinstance(value, Mapping) else value for key, value in params.items()}
+    if profile_of(params) == "quick":
+        for section in ("meta", "adapt"):
+            out[section].update((params.get("quick") or {}).get(section) or {})
     if bert_cpu_active(params):
         for section in ("meta", "adapt"):
             out[section].update((params["bert_cpu"] or {}).get(section) or {})

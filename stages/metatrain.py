@@ -6,13 +6,21 @@ the learning curve ``.../curve.csv`` and the metrics ``.../metrics.json``; ``<en
 is ``model.encoder`` (``bilstm`` or ``bert``).  With BERT on a CPU the ``bert_cpu``
 profile's ``meta`` reductions apply (:func:`stages.common.effective_params`).
 
+With ``meta.snapshots`` the weights at those iterations are kept beside the final
+checkpoint, as ``K<k>-it<n>.pt`` (the budget study's checkpoints).
+
 Run from the repository root:
-``python -m stages.metatrain --held-out Disease --method hgda``.
+``python -m stages.metatrain --held-out Disease --method hgda``.  ``--shots 10`` trains
+only K = 10 (a K of ``shots``) and keeps the folder's other K: its checkpoint, log, rows
+of ``curve.csv`` and entry of ``metrics.json`` replace only K = 10's, so a long grid can
+land one K at a time (record it afterwards with ``dvc commit metatrain``).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import logging
 import multiprocessing
 import shutil
@@ -70,17 +78,32 @@ def train_k(k: int) -> tuple[dict, list[dict]]:
         theta_lr=run.theta_lr, device=run.device, amp=run.amp,
     )
     model.save(run.model_dir / f"K{k}.pt", held_out=run.held_out, method=run.method, shots=k)
+    for iteration, state in sorted(result.snapshots.items()):
+        model.load_trainable_state(state)
+        model.save(run.model_dir / f"K{k}-it{iteration}.pt", held_out=run.held_out, method=run.method, shots=k)
     train_log.write(run.report_dir / "logs" / f"K{k}.jsonl.gz")
     log.info("%s K=%d: val loss %.4f -> %.4f in %d iterations, %.0f s", name, k,
              result.initial_val_loss, result.best_val_loss, result.iterations, result.seconds)
     return result_metrics(result, k, list(model.classifier_domains)), [{"shots": k, **row} for row in result.curve]
 
 
-def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT) -> None:
-    """Train every K of ``shots``; with ``meta.workers`` > 1, several K at once.
+def _kept_outputs(report_dir: Path, replaced: list[int]) -> tuple[dict, list[dict]]:
+    """The metrics entries and curve rows of the K not in ``replaced`` (``--shots``)."""
+    metrics_path, curve_path = report_dir / "metrics.json", report_dir / "curve.csv"
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    curve = []
+    if curve_path.is_file():
+        with open(curve_path, newline="", encoding="utf-8") as fh:
+            curve = [row for row in csv.DictReader(fh) if int(row["shots"]) not in replaced]
+    return {key: value for key, value in metrics.items() if int(key[1:]) not in replaced}, curve
+
+
+def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT, only: list[int] | None = None) -> None:
+    """Train every K of ``shots`` (``only``: these K, keeping the others' outputs); with
+    ``meta.workers`` > 1, several K at once.
 
     Each K is seeded on its own (:func:`hgda_core.metatrain.derive_seed`), so the outputs
-    do not depend on the number of workers.
+    do not depend on the number of workers, nor on which K are trained together.
     """
     global _RUN
     params = effective_params(params)
@@ -93,8 +116,21 @@ def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT) -
     name = f"{held_out}-{method}"
     model_dir = root / "models" / "metatrain" / spec.encoder / name
     report_dir = root / "reports" / "metatrain" / spec.encoder / name
-    for folder in (model_dir, report_dir):
-        shutil.rmtree(folder, ignore_errors=True)
+    shots = shots_list(params["shots"])
+    if only:
+        if not set(only) <= set(shots):
+            raise ValueError(f"--shots {only} must be among params.yaml shots {shots}")
+        shots = [k for k in shots if k in only]
+        kept_metrics, kept_curve = _kept_outputs(report_dir, shots)
+        for k in shots:
+            for path in model_dir.glob(f"K{k}.pt"):
+                path.unlink()
+            for path in model_dir.glob(f"K{k}-it*.pt"):
+                path.unlink()
+    else:
+        kept_metrics, kept_curve = {}, []
+        for folder in (model_dir, report_dir):
+            shutil.rmtree(folder, ignore_errors=True)
     vectors = WordVectors.load(root / "data" / "embeddings" / "vectors.npz") if spec.encoder == "bilstm" else None
     _RUN = _Run(
         held_out, method, params, MetaTrainParams(**meta),
@@ -102,7 +138,6 @@ def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT) -
         spec.factory(vectors), spec.theta_lr, device, use_amp(device, params.get("amp", True)),
         model_dir, report_dir,
     )
-    shots = shots_list(params["shots"])
     log.info("%s: encoder %s on %s", name, spec.encoder, device)
     try:
         if workers > 1 and len(shots) > 1:
@@ -114,18 +149,22 @@ def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT) -
             done = {k: train_k(k) for k in shots}
     finally:
         _RUN = None
-    write_json(report_dir / "metrics.json", {f"K{k}": done[k][0] for k in shots})
-    write_text(report_dir / "curve.csv", csv_text([row for k in shots for row in done[k][1]], CURVE_COLUMNS))
+    metrics = {**kept_metrics, **{f"K{k}": done[k][0] for k in shots}}
+    curve = kept_curve + [row for k in shots for row in done[k][1]]
+    write_json(report_dir / "metrics.json", dict(sorted(metrics.items(), key=lambda kv: int(kv[0][1:]))))
+    write_text(report_dir / "curve.csv", csv_text(sorted(curve, key=lambda row: int(row["shots"])), CURVE_COLUMNS))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--held-out", required=True)
     parser.add_argument("--method", required=True)
+    parser.add_argument("--shots", default="", help="comma-separated K of `shots` to train (default: all)")
     args = parser.parse_args(argv)
     setup_logging()
     try:
-        run(load_params(), args.held_out, args.method)
+        only = [int(k) for k in args.shots.split(",") if k.strip()]
+        run(load_params(), args.held_out, args.method, only=only or None)
     except ValueError as err:
         sys.exit(f"error: {err}")
 

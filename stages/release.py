@@ -31,12 +31,12 @@ from hgda_core.embeddings import WordVectors
 from hgda_core.io import csv_text, setup_logging, write_json, write_text
 from hgda_core.metatrain import JsonlGzLog, MetaTrainParams, meta_train, result_metrics
 from hgda_core.models import ModelSpec
-from stages.common import ROOT, load_params
+from stages.common import ROOT, effective_params, load_params
 from stages.metatrain import CURVE_COLUMNS
 
 log = logging.getLogger("stages.release")
 
-_NOT_META = ("held_out", "methods", "workers")
+_NOT_META = ("held_out", "methods", "workers", "snapshots")
 """Keys of ``meta`` that select benchmark runs, not how one run trains."""
 
 
@@ -46,6 +46,7 @@ def run(params: dict[str, Any], root: Path = ROOT, progress: bool = True) -> dic
     Returns:
         The metrics record written to ``reports/release/metrics.json``.
     """
+    params = effective_params(params)
     release = params["release"]
     k, method = release["shots"], release["method"]
     if not isinstance(k, int) or k <= 0:

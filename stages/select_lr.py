@@ -1,20 +1,26 @@
-"""Choose fine-tuning learning rates on SOURCE-domain devel data only (not a DVC stage).
+"""Choose the fine-tuning protocol (rates and steps) on SOURCE-domain devel data only (not a DVC stage).
 
 The paper gives eq. 3 for its meta-training rates but no fine-tuning schedule, and its
 BERT rate (1e-5 at K = 32) is stated for SGD.  This tool measures candidate rates the
 way the adaptation stage uses them, without touching the held-out domain or any test
 split: for a held-out domain, the starting model — a meta-trained checkpoint
 (``models/metatrain/<encoder>/<held_out>-<method>/K<k>.pt``) or, for ``bert_finetune``,
-the pre-trained BERT — is adapted (fresh tag decoder, ``adapt.steps`` steps) to K train
-sentences of each *source* corpus and scored on a seeded subset of that corpus's devel
-split.  Rows go to ``reports/lr_selection.csv`` (appended; one per candidate, corpus and
-draw), a summary to the log.
+the pre-trained BERT — is adapted (fresh tag decoder, ``adapt.steps`` steps or each of
+``--steps``) to K train sentences of each *source* corpus and scored on a seeded subset
+of that corpus's devel split.  Rows go to ``reports/lr_selection.csv`` (or ``--out``;
+appended; one per candidate, corpus and draw), a summary to the log.  ``--checkpoint``
+adapts another meta-trained checkpoint (e.g. one of :mod:`stages.select_meta`).
 
 Run from the repository root, e.g.::
 
     python -m stages.select_lr --method bert_finetune --encoder bert --held-out Disease \\
         --k 10 --theta-lrs 1e-5,1e-3,1e-2 --head-lrs 0.1 --repeats 2 --devel 150 \\
         --corpora BC5CDR-chem,JNLPBA,s800
+
+The adaptation budget (steps × rate of the BiLSTM, every K)::
+
+    python -m stages.select_lr --method hgda --held-out Disease --k 10 --steps 30,100,200,400 \
+        --head-lrs 0.03,0.1,0.3 --repeats 3 --devel 300 --out reports/selection/adapt_budget.csv
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ from stages.common import ROOT, load_params
 
 log = logging.getLogger("stages.select_lr")
 OUT = ROOT / "reports" / "lr_selection.csv"
+# One budget_selection.png panel per K: mean source-devel F1 against steps, a line per rate.
 FIELDS = ("encoder", "method", "held_out", "corpus", "shots", "theta_default_lr", "head_default_lr",
-          "steps", "repetition", "devel_sentences", "precision", "recall", "f1")  # fmt: skip
+          "steps", "repetition", "devel_sentences", "precision", "recall", "f1", "checkpoint")  # fmt: skip
 
 
 def devel_as_target(corpus: Corpus) -> Corpus:
@@ -57,6 +64,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--devel", type=int, default=200, help="devel sentences scored per corpus (seeded subset)")
     parser.add_argument("--corpora", default="", help="comma-separated source corpora (default: every source corpus)")
+    parser.add_argument("--steps", default="", help="comma-separated fine-tuning steps (default: adapt.steps)")
+    parser.add_argument("--checkpoint", default="", help="a checkpoint to adapt instead of the stage's K<k>.pt")
+    parser.add_argument("--out", default=str(OUT.relative_to(ROOT)), help="CSV the rows are appended to")
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params()
@@ -71,32 +81,39 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: --corpora must be source corpora, not of the held-out domain {args.held_out}")
     if args.method == BERT_FINETUNE:
         base = spec.factory(vectors)([], [])
+    elif args.checkpoint:
+        base = load_model(ROOT / args.checkpoint, vectors)
     else:
         path = ROOT / "models" / "metatrain" / spec.encoder / f"{args.held_out}-{args.method}" / f"K{args.k}.pt"
         base = load_model(path, vectors)
     label = getattr(base.encoder, "label", spec.encoder)
     thetas = [float(x) for x in args.theta_lrs.split(",") if x] or [None]
+    steps = [int(x) for x in args.steps.split(",") if x] or [int(params["adapt"]["steps"])]
+    grid = [(theta, float(head), n) for theta in thetas for head in args.head_lrs.split(",") for n in steps]
     rows = []
-    for theta in thetas:
-        for head in (float(x) for x in args.head_lrs.split(",")):
-            config = dataclasses.replace(AdaptConfig(**params["adapt"]), default_lr=head, repeats=args.repeats,
-                                         test_sentences=args.devel, workers=1)  # fmt: skip
-            for corpus in sources:
-                start = time.perf_counter()
-                scored = run_adaptation(corpus, args.k, [args.method], {args.method: base}, config, params["seed"],
-                                        label, encoder=spec.encoder, theta_lr=theta)  # fmt: skip
-                for row in scored:
-                    rows.append({"encoder": spec.encoder, "method": args.method, "held_out": args.held_out,
-                                 "corpus": corpus.name, "shots": args.k, "theta_default_lr": theta or head,
-                                 "head_default_lr": head, "steps": config.steps, "repetition": row["repetition"],
-                                 "devel_sentences": row["test_sentences"], **{m: row[m] for m in ("precision", "recall", "f1")}})  # fmt: skip
-                f1 = [r["f1"] for r in scored]
-                log.info("theta %s head %s %s: devel F1 %s (%.0f s)", theta or head, head, corpus.name,
-                         " ".join(f"{v:.3f}" for v in f1), time.perf_counter() - start)  # fmt: skip
-    previous = OUT.read_text(encoding="utf-8") if OUT.is_file() else ""
-    out = csv_text(rows, FIELDS, header=not previous)
-    write_text(OUT, previous + out)
-    log.info("appended %d rows to %s", len(rows), OUT.relative_to(ROOT))
+    for theta, head, n_steps in grid:
+        config = dataclasses.replace(AdaptConfig(**params["adapt"]), default_lr=head, repeats=args.repeats,
+                                     test_sentences=args.devel, workers=1, steps=n_steps)  # fmt: skip
+        for corpus in sources:
+            start = time.perf_counter()
+            scored = run_adaptation(corpus, args.k, [args.method], {args.method: base}, config, params["seed"],
+                                    label, encoder=spec.encoder, theta_lr=theta)  # fmt: skip
+            for row in scored:
+                rows.append({"encoder": spec.encoder, "method": args.method, "held_out": args.held_out,
+                             "corpus": corpus.name, "shots": args.k, "theta_default_lr": theta or head,
+                             "head_default_lr": head, "steps": config.steps, "repetition": row["repetition"],
+                             "devel_sentences": row["test_sentences"], **{m: row[m] for m in ("precision", "recall", "f1")},
+                             "checkpoint": args.checkpoint})  # fmt: skip
+            f1 = [r["f1"] for r in scored]
+            log.info("theta %s head %s steps %d %s: devel F1 %s (%.0f s)", theta or head, head, n_steps,
+                     corpus.name, " ".join(f"{v:.3f}" for v in f1), time.perf_counter() - start)  # fmt: skip
+        out_path = ROOT / args.out
+        previous = out_path.read_text(encoding="utf-8") if out_path.is_file() else ""
+        if previous and previous.split("\n", 1)[0] != ",".join(FIELDS):
+            raise SystemExit(f"error: {args.out}:1: the header is not {','.join(FIELDS)!r}; choose another --out")
+        write_text(out_path, previous + csv_text(rows, FIELDS, header=not previous))  # each candidate lands
+        rows = []
+    log.info("appended the rows to %s", args.out)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ import copy
 import csv
 import dataclasses
 import json
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -375,3 +376,134 @@ def test_stage_rejects_k_larger_than_a_train_split_before_any_work(layout, monke
     with pytest.raises(ValueError, match=r"corpus disease-corpus: train split has 60 sentences, fewer than K = 61"):
         stage.run(params, root, progress=False)
     assert not (root / "reports" / "scores.csv").exists()
+
+
+# --- details found by the mutation run (tests/MUTATION.md) ----------------------------
+
+
+def test_the_committed_draws_are_reproduced_from_the_documented_seed() -> None:
+    """Every draw of ``reports/scores.csv`` follows from ``derive_seed(seed, "adapt-draw",
+    corpus, K, r)`` and the train-split size of ``reports/corpus_stats.json``: a change of
+    the derivation would silently change which sentences a reproduction adapts on."""
+    root = Path(__file__).resolve().parents[1]
+    stats = json.loads((root / "reports" / "corpus_stats.json").read_text())["corpora"]
+    with open(root / "reports" / "scores.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["method"] == "hgda" and r["encoder"] == "bilstm"]
+    assert len({r["shots"] for r in rows}) >= 2 and len({r["corpus"] for r in rows}) >= 2
+    for row in rows[:: max(1, len(rows) // 40)]:
+        k, r = int(row["shots"]), int(row["repetition"])
+        n_train = stats[row["corpus"]]["train"]["sentences"]
+        assert draw_sample(row["corpus"], k, r, n_train, 13) == [int(i) for i in row["sample"].split()], row
+
+
+def test_config_bounds_and_messages() -> None:
+    AdaptConfig(repeats=1, steps=0)  # the smallest valid values
+    with pytest.raises(ValueError, match=r"adapt.repeats must be > 0 and adapt.steps >= 0, got 0, 30"):
+        AdaptConfig(repeats=0)
+    with pytest.raises(ValueError, match=r"adapt.repeats must be > 0 and adapt.steps >= 0, got 20, -1"):
+        AdaptConfig(steps=-1)
+    with pytest.raises(ValueError, match=r"adapt.sampling must be one of uniform, with_entity, got 'all'"):
+        AdaptConfig(sampling="all")
+    with pytest.raises(ValueError, match=r"^sampling must be one of uniform, with_entity, got 'all'$"):
+        draw_sample("c", 2, 0, 10, 13, "all")
+    with pytest.raises(ValueError, match=r"^sampling 'with_entity' needs has_entity, one flag per train sentence$"):
+        draw_sample("c", 2, 0, 10, 13, "with_entity", [True] * 9)
+    assert len(draw_sample("c", 1, 0, 10, 13)) == 1
+
+
+def test_draws_differ_by_repetition_and_k_through_draw_for(tiny_corpora) -> None:
+    corpus = tiny_corpora["Disease"][0]
+    draws = {tuple(draw_for(corpus, 5, r, 13)) for r in range(6)}
+    assert len(draws) == 6
+    small, large = set(draw_for(corpus, 5, 0, 13)), set(draw_for(corpus, 10, 0, 13))
+    assert not small <= large  # K enters the seed: not the first 5 of the same permutation
+
+
+def test_fine_tune_defaults_are_the_appendix_values_and_weight_decay_acts(make_tagger, tiny_corpora) -> None:
+    model = make_tagger(SOURCES)
+    sentences = tiny_corpora["Disease"][0]["train"][:4]
+    implicit = _state(fine_tune(model, "Disease", sentences, steps=3, lr=0.5))
+    explicit = _state(fine_tune(model, "Disease", sentences, 3, 0.5, 0.9, 1e-6, 5.0, 0))
+    assert all(torch.equal(implicit[k], explicit[k]) for k in implicit)
+    decayed = _state(fine_tune(model, "Disease", sentences, 3, 0.5, 0.9, 0.5, 5.0, 0))
+    assert not _same(explicit, decayed, "encoder.lstm")
+    with pytest.raises(ValueError, match=r"^fine_tune needs at least one sentence$"):
+        fine_tune(model, "Disease", [], 1, 0.1)
+
+
+def test_an_adapted_copy_shares_the_frozen_word_vectors(make_tagger, tiny_corpora) -> None:
+    model = make_tagger(SOURCES)
+    adapted = fine_tune(model, "Disease", tiny_corpora["Disease"][0]["train"][:3], steps=1, lr=0.1)
+    shared = [name for name in ("vectors", "_word_ids") if getattr(model.encoder, name, None) is not None]
+    assert shared, "the tiny tagger has a frozen table to share"
+    for name in shared:
+        assert getattr(adapted.encoder, name) is getattr(model.encoder, name), name
+
+
+def test_adaptation_lr_is_eq3_with_the_configured_reference() -> None:
+    config = AdaptConfig(default_lr=0.2, reference_k=8)
+    assert adapt_mod.adaptation_lr(config, 2) == pytest.approx(0.1)
+    assert adapt_mod.adaptation_lr(config, 32, default_lr=0.05) == pytest.approx(0.1)
+
+
+def test_test_subsets_are_seeded_distinct_and_of_the_asked_size(tiny_corpora) -> None:
+    corpus = tiny_corpora["Disease"][0]
+    n = len(corpus["test"])
+    one = adapt_mod.scored_test_indices(corpus, 1, 13)
+    assert len(one) == 1
+    most = adapt_mod.scored_test_indices(corpus, n - 1, 13)
+    assert len(set(most)) == n - 1 == len(most)
+    assert adapt_mod.scored_test_indices(corpus, n, 13) == list(range(n))
+
+
+def _tiny_run(checkpoint, tiny_vectors, tiny_corpora, **overrides):
+    pretrained = load_tagger(checkpoint, tiny_vectors)
+    config = AdaptConfig(**{"methods": ["hgda", "scratch"], "repeats": 2, "steps": 2, "eval_batch_size": 16, **overrides})
+    calls: list[int] = []
+    build = scratch_builder(lambda d, c: build_tagger(tiny_vectors, TINY, d, c))
+
+    def scratch(seed: int):
+        calls.append(seed)
+        return build(seed)
+
+    return pretrained, config, calls, scratch
+
+
+def test_run_adaptation_honours_repetitions_sampling_subsets_and_theta_rate(checkpoint, tiny_vectors, tiny_corpora, monkeypatch) -> None:
+    corpus = tiny_corpora["Disease"][0]
+    pretrained, config, calls, scratch = _tiny_run(checkpoint, tiny_vectors, tiny_corpora, sampling="with_entity",
+                                                   test_sentences=7)
+    seen: list[dict] = []
+    real = adapt_mod.fine_tune
+    monkeypatch.setattr(adapt_mod, "fine_tune", lambda *a, **kw: seen.append({"args": a, **kw}) or real(*a, **kw))
+    started = time.perf_counter()
+    rows = run_adaptation(corpus, 5, config.methods, {"hgda": pretrained}, config, 13, "tiny", scratch,
+                          repetitions=[1], theta_lr=0.02)  # fmt: skip
+    wall = time.perf_counter() - started
+    assert [(r["repetition"], r["method"]) for r in rows] == [(1, "hgda"), (1, "scratch")]
+    assert calls == [derive_seed(13, "adapt-scratch", corpus.name, 5, 1)]  # the documented scratch seed
+    assert all(r["sample_entities"] >= 5 and r["sampling"] == "with_entity" for r in rows)
+    assert all(r["test_sentences"] == 7 for r in rows)
+    assert all(0 < r["seconds"] <= wall for r in rows)
+    assert seen[0]["args"][-1] == pytest.approx(adapt_mod.adaptation_lr(config, 5, 0.02))  # θ's own eq. 3 rate
+    assert (rows[0]["steps"], rows[0]["lr"]) == (2, round(adapt_mod.adaptation_lr(config, 5), 6))
+    for row in rows:  # scores rounded to 6 decimals, as written to scores.csv
+        assert all(row[m] == round(row[m], 6) for m in ("precision", "recall", "f1"))
+
+
+def test_scores_are_rounded_to_six_decimals(checkpoint, tiny_vectors, tiny_corpora, monkeypatch) -> None:
+    corpus = tiny_corpora["Disease"][0]
+    pretrained, config, _, scratch = _tiny_run(checkpoint, tiny_vectors, tiny_corpora, repeats=1)
+    third = {"precision": 1 / 3, "recall": 2 / 3, "f1": 4 / 9, "tp": 1, "fp": 2, "fn": 1}
+    monkeypatch.setattr(adapt_mod, "evaluate", lambda *a, **kw: dict(third))
+    row = run_adaptation(corpus, 5, ["hgda"], {"hgda": pretrained}, config, 13, "tiny")[0]
+    assert (row["precision"], row["recall"], row["f1"], row["tp"]) == (0.333333, 0.666667, 0.444444, 1)
+
+
+def test_summarise_std_is_the_sample_std_and_zero_for_one_draw() -> None:
+    rows = [{"encoder": "bilstm", "method": "hgda", "corpus": "c", "shots": 5, "f1": f, "precision": 0.5, "recall": 0.5}
+            for f in (0.1, 0.2, 0.6)] + [{"encoder": "bilstm", "method": "hgda", "corpus": "c", "shots": 10, "f1": 0.123456,
+                                          "precision": 0.5, "recall": 0.5}]  # fmt: skip
+    out = summarise(rows)["bilstm"]["hgda"]["c"]
+    assert out["K5"]["f1"] == {"mean": 0.3, "std": 0.2646}  # sqrt(((0.2)^2 + 0.1^2 + 0.3^2) / 2)
+    assert out["K10"]["f1"] == {"mean": 0.1235, "std": 0.0} and out["K10"]["n"] == 1

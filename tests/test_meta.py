@@ -277,18 +277,22 @@ def test_implicit_gradient_runs_and_differs_from_first_order(make_tagger, tiny_c
 
 
 class _Quadratic(torch.nn.Module):
-    """A toy with the tagger's interface: L^lab = ½ (w − a)ᵀ A (w − a) on any rows, L^cls = 0."""
+    """A toy with the tagger's interface: L^lab = ½ (w − a)ᵀ A (w − a) on any rows and
+    L^cls = ½ c ||w − b||² on the cls rows (c = 0: no L^cls)."""
 
-    def __init__(self, hessian, centre, start):
+    def __init__(self, hessian, centre, start, c=0.0, cls_centre=None):
         super().__init__()
         self.encoder = torch.nn.Module()
         self.encoder.w = torch.nn.Parameter(start.clone())
-        self.hessian, self.centre = hessian, centre
+        self.hessian, self.centre, self.c = hessian, centre, c
+        self.cls_centre = centre if cls_centre is None else cls_centre
 
     def forward(self, batch, lab_rows, cls_rows, cls_grad_scale=1.0):
         d = self.encoder.w - self.centre
         zero = d.new_zeros(())
-        return (0.5 * d @ self.hessian @ d if lab_rows is not None else zero), zero
+        e = self.encoder.w - self.cls_centre
+        cls = 0.5 * self.c * e @ e if cls_rows is not None else zero
+        return (0.5 * d @ self.hessian @ d if lab_rows is not None else zero), cls
 
 
 def test_implicit_gradient_equals_the_closed_form_on_a_quadratic():
@@ -351,3 +355,112 @@ def test_same_seed_gives_identical_weights(make_tagger, tiny_corpora):
     for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(pa, pb), name
     assert not torch.equal(a.encoder.lstm.weight_ih_l0, c.encoder.lstm.weight_ih_l0)
+
+
+def _one_step(model, tasks, reduction, alpha, beta, learner_cls=MetaLearner, lam=0.5):
+    config = MetaConfig(alpha=alpha, beta=beta, lam=lam, loss_reduction=reduction)
+    learner = learner_cls(model, config, torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=alpha),
+                          grad_clip=None)
+    return learner, learner.step(tasks)
+
+
+def test_sum_reduction_equals_the_mean_at_k_times_the_rates(make_tagger, tiny_corpora):
+    # Every set has K = 3 sentences, so summing L^lab and L^cls over them multiplies every
+    # gradient by K: without clipping or weight decay, plain SGD at (α, β) on the sum is
+    # SGD at (Kα, Kβ) on the mean; eq. 2's weights are the same; the logged losses are K×.
+    tasks, k = _tasks(tiny_corpora, k=3), 3
+    summed, mean = make_tagger(), make_tagger()
+    learner, log_sum = _one_step(summed, tasks, "sum", 0.01, 0.02)
+    _, log_mean = _one_step(mean, tasks, "mean", 0.01 * k, 0.02 * k)
+    for g in ("theta", "phi", "omega"):
+        assert log_sum["gamma"][g] == pytest.approx(log_mean["gamma"][g], rel=1e-4)
+    for (name, p), q in zip(summed.named_parameters(), mean.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
+    # the log's losses are on the sum's scale (the first task: the same adapted weights)
+    batch = summed.task_batch(tasks[0].support, tasks[0].query, tasks[0].domain)
+    lab_sum, cls_sum = learner.losses(dict(learner.params), batch, batch.support, batch.query)
+    lab_mean, cls_mean = learner.losses(dict(learner.params), batch, batch.support, batch.query, reduction="mean")
+    torch.testing.assert_close(lab_sum, k * lab_mean)
+    torch.testing.assert_close(cls_sum, k * cls_mean)
+
+
+def test_meta_validation_is_the_mean_under_either_reduction(make_tagger, tiny_corpora):
+    val, k = _tasks(tiny_corpora, k=3, seed=9), 3
+    model = make_tagger()
+    summed = MetaLearner(model, MetaConfig(beta=0.02, loss_reduction="sum"), torch.optim.SGD(model.parameters(), lr=0.1))
+    mean = MetaLearner(model, MetaConfig(beta=0.02 * k), torch.optim.SGD(model.parameters(), lr=0.1))
+    # the same inner step (β on the sum = Kβ on the mean), then the query's *mean* L^lab
+    assert summed.validation_loss(val) == pytest.approx(mean.validation_loss(val), rel=1e-4)
+
+
+def test_transfer_sum_reduction_sums_over_each_tasks_sentences(make_tagger, tiny_corpora):
+    tasks = _tasks(tiny_corpora, k=3)  # support ∪ query: 6 sentences per task
+    summed, mean = make_tagger(), make_tagger()
+    _, log_sum = _one_step(summed, tasks, "sum", 0.01, 0.01, TransferLearner, lam=0.0)
+    _, log_mean = _one_step(mean, tasks, "mean", 0.06, 0.06, TransferLearner, lam=0.0)
+    assert log_sum["lab"] == pytest.approx([6 * v for v in log_mean["lab"]], rel=1e-5)
+    for (name, p), q in zip(summed.named_parameters(), mean.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_an_unknown_loss_reduction_is_a_clear_error():
+    with pytest.raises(ValueError, match="loss_reduction must be mean or sum"):
+        MetaConfig(loss_reduction="max")
+
+
+def test_implicit_gradient_with_a_domain_loss_uses_the_hessian_of_their_sum():
+    """With L^cls = ½ c ||w − b||² too, the inner loss is L^lab + L^cls, whose Hessian is
+    A + cI: g = (I + (A + cI)/reg)⁻¹ (A (θ_i − a) + c (θ_i − b))."""
+    torch.manual_seed(1)
+    m = torch.randn(3, 3, dtype=torch.float64)
+    hessian, eye = m @ m.T + torch.eye(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64)
+    centre, other, start = (torch.randn(3, dtype=torch.float64) for _ in range(3))
+    beta, reg, c, steps = 0.05, 2.0, 1.5, 2
+    model = _Quadratic(hessian, centre, start, c, other)
+    config = MetaConfig(beta=beta, adaptation_steps=steps, gradient="implicit", implicit_reg=reg, cg_steps=3)
+    batch = types.SimpleNamespace(support=slice(0, 1), query=slice(1, 2), domain="toy")
+    result = MetaLearner(model, config, torch.optim.SGD(model.parameters(), lr=0.1)).task_result(batch)
+    w = start.clone()
+    for _ in range(steps):
+        w = w - beta * (hessian @ (w - centre) + c * (w - other) + reg * (w - start))
+    outer = hessian @ (w - centre) + c * (w - other)
+    expected = torch.linalg.solve(eye + (hessian + c * eye) / reg, outer)
+    torch.testing.assert_close(result.grads["encoder.w"], expected)
+
+
+def test_conjugate_gradient_stops_when_solved_early():
+    a = torch.diag(torch.tensor([2.0, 2.0], dtype=torch.float64))  # one distinct eigenvalue: solved in 1 step
+    b = torch.tensor([4.0, -2.0], dtype=torch.float64)
+    x = conjugate_gradient(lambda v: [a @ v[0]], [b], steps=10)[0]
+    torch.testing.assert_close(x, torch.tensor([2.0, -1.0], dtype=torch.float64))
+
+
+def test_meta_validation_loss_is_the_mean_query_loss_over_the_tasks(make_tagger, tiny_corpora):
+    model = make_tagger()
+    val = _tasks(tiny_corpora, k=3, seed=11)
+    beta = 0.05
+    learner = MetaLearner(model, MetaConfig(beta=beta, lam=0.5), torch.optim.SGD(model.parameters(), lr=0.1))
+    expected = []
+    for task in val:
+        hand = copy.deepcopy(model).eval()
+        lab, _, _ = _hand_task(hand, task, beta, 0.5, 1, outer="query")
+        expected.append(lab)
+    assert learner.validation_loss(val) == pytest.approx(sum(expected) / len(expected), rel=1e-5)
+    assert learner.validation_loss(val[:1]) == pytest.approx(expected[0], rel=1e-5)
+    assert learner.validation_loss([]) == 0.0
+
+
+def test_the_default_clip_norm_is_the_appendixs_five(make_tagger, tiny_corpora):
+    """Summed losses over K = 6 make the meta-gradient's norm well above 6, so the clip
+    norm decides the update: the default equals an explicit 5 and differs from 6."""
+    tasks = _tasks(tiny_corpora, k=6)
+    finals = []
+    for clip in ({}, {"grad_clip": 5.0}, {"grad_clip": 6.0}):
+        model = make_tagger()
+        opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
+        learner = MetaLearner(model, MetaConfig(loss_reduction="sum", lam=2.0), opt, **clip)
+        first = learner.task_result(model.task_batch(tasks[0].support, tasks[0].query, tasks[0].domain))
+        assert sum(g.pow(2).sum() for g in first.grads.values()) ** 0.5 > 6.0
+        learner.step(tasks)
+        finals.append(model.encoder.lstm.weight_ih_l0.detach().clone())
+    assert torch.equal(finals[0], finals[1]) and not torch.allclose(finals[0], finals[2])

@@ -9,6 +9,7 @@ import torch
 
 from hgda_core.metatrain import JsonlGzLog, MetaTrainParams, derive_seed, meta_train, read_log, source_domains
 from hgda_core.models import build_tagger, load_tagger
+from hgda_core.optim import scaled_lr
 from tests.conftest import TINY
 
 def tiny_factory(vectors):
@@ -110,6 +111,60 @@ def test_stage_outputs_do_not_depend_on_workers(tmp_path, tiny_corpora, tiny_vec
         outputs.append((metrics, digests, logs, (run_dir / "curve.csv").read_text()))
     assert set(outputs[0][0]) == {"K3", "K4"}
     assert outputs[0] == outputs[1]
+
+
+def _stage_outputs(root):
+    import hashlib
+    import json
+
+    run_dir = root / "reports" / "metatrain" / "bilstm" / "Drug-hgda"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for entry in metrics.values():
+        entry.pop("seconds")
+    models = root / "models" / "metatrain" / "bilstm" / "Drug-hgda"
+    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(models.glob("*.pt"))}
+    logs = {p.name: read_log(p) for p in sorted((run_dir / "logs").glob("*.jsonl.gz"))}
+    return metrics, digests, logs, (run_dir / "curve.csv").read_text()
+
+
+def test_stage_trains_one_k_at_a_time_to_the_same_outputs_with_snapshots(tmp_path, tiny_corpora, tiny_vectors):
+    from stages import metatrain as stage
+
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    for root in (whole, parts):
+        params = _stage_layout(root, tiny_corpora, tiny_vectors, 1)
+        params["meta"]["snapshots"] = [0, 3]
+        if root == whole:
+            stage.run(params, "Drug", "hgda", root)
+        else:
+            stage.run(params, "Drug", "hgda", root, only=[4])
+            stage.run(params, "Drug", "hgda", root, only=[3])
+            stage.run(params, "Drug", "hgda", root, only=[4])  # again: replaces K = 4 only
+    expected = _stage_outputs(whole)
+    assert set(expected[1]) == {f"K{k}{s}.pt" for k in (3, 4) for s in ("", "-it0", "-it3")}
+    assert [m["stopped_by"] for m in expected[0].values()] == ["cap", "cap"]
+    assert list(expected[0]) == ["K3", "K4"] and expected[0]["K3"]["shots"] == 3
+    assert _stage_outputs(parts) == expected
+    with pytest.raises(ValueError, match=r"--shots \[5\] must be among params.yaml shots \[3, 4\]"):
+        stage.run(params, "Drug", "hgda", parts, only=[5])
+
+
+def test_meta_params_horizon_and_checks():
+    assert MetaTrainParams(max_iterations=40).horizon == 40
+    assert MetaTrainParams(max_iterations=40, schedule_horizon=100).horizon == 100
+    assert MetaTrainParams(snapshots=[0, 10]).snapshots == (0, 10)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        MetaTrainParams(min_rel_delta=-0.1)
+
+
+def test_the_schedule_decays_over_the_horizon_not_the_cap(corpora, tiny_vectors):
+    log = JsonlGzLog()
+    params = dataclasses.replace(FAST, max_iterations=4, schedule_horizon=8)
+    meta_train(corpora, tiny_factory(tiny_vectors), "Drug", "hgda", 4, params, seed=1, log=log, progress=False)
+    lr = scaled_lr(FAST.default_lr, 4, FAST.reference_k)
+    # the record of iteration i holds the rate after its update, lr·(1 − i/8): half the
+    # base rate at the cap of 4, not 0 as a schedule over the cap would give
+    assert [r["lr"] for r in log.records] == pytest.approx([lr * (1 - i / 8) for i in range(1, 5)])
 
 
 def test_stage_rejects_a_pair_not_in_params(tmp_path, tiny_corpora, tiny_vectors):

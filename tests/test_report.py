@@ -384,3 +384,38 @@ def test_caption_states_the_bert_cpu_reductions(scores: pd.DataFrame) -> None:
     frame["test_sentences"] = 900
     md, _ = render_results(results_table(frame[frame["repetition"] < 2], "f1", ORDER, [5, 10]), model_labels(frame))
     assert "subset" not in md and "2 repetitions;" not in md
+
+
+def test_caption_states_each_encoders_adaptation_protocol(scores: pd.DataFrame) -> None:
+    frame = scores.copy()
+    frame["sampling"] = "uniform"
+    frame["steps"] = frame["shots"].map({5: 100, 10: 200})
+    frame["lr"] = 0.2 * (frame["shots"] / 32) ** 0.5
+    bert = frame["encoder"] == "bert"
+    frame.loc[bert, ["steps", "sampling"]] = [30, "with_entity"]
+    frame.loc[bert, "lr"] = 0.1 * (frame.loc[bert, "shots"] / 32) ** 0.5
+    caption = render_results(results_table(frame, "f1", ORDER, [5, 10]), model_labels(frame))[0].split("\n\n")[0]
+    assert ("(fastText 200-d); adapted with 100 full-batch SGD steps (the new decoder's initial rate 0.2·√(K/32), "
+            "eq. 3) on draws of any K train sentences (K = 5); adapted with 200 full-batch SGD steps (the new "
+            "decoder's initial rate 0.2·√(K/32), eq. 3) on draws of any K train sentences (K = 10).") in caption
+    assert ("adapted with 30 full-batch SGD steps (the new decoder's initial rate 0.1·√(K/32), eq. 3) on draws of "
+            "K sentences with an entity.") in caption
+    assert "adapted with" not in render_table3(scores)[0]  # rows without the columns: no claim
+
+
+def test_meta_budget_notes_count_the_stop_reasons(tmp_path: Path) -> None:
+    from hgda_core.report_logs import meta_budget_notes
+
+    runs = {("Disease", "hgda"): {"K5": {"iterations": 300, "stopped_by": "patience"},
+                                  "K10": {"iterations": 1500, "stopped_by": "cap"}},
+            ("Gene", "hgda"): {"K5": {"iterations": 450, "stopped_by": "patience"},
+                               "K10": {"iterations": 100}},
+            ("Drug", "transfer"): {"K5": {"iterations": 200, "stopped_by": "patience"}}}  # fmt: skip
+    for (held_out, method), metrics in runs.items():
+        (tmp_path / f"{held_out}-{method}").mkdir()
+        (tmp_path / f"{held_out}-{method}" / "metrics.json").write_text(json.dumps(metrics))
+    notes = meta_budget_notes(tmp_path, [*runs, ("Species", "hgda")], "BiLSTM")  # Species: no folder
+    assert notes == ["Meta-training (BiLSTM): K = 5: 3 runs of 200 to 450 iterations (median 300), 3 stopped by "
+                     "patience; K = 10: 2 runs of 100 to 1,500 iterations (median 800), 1 at the iteration cap, "
+                     "1 without a recorded stop reason."]
+    assert meta_budget_notes(tmp_path / "none", []) == []

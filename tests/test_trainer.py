@@ -82,6 +82,40 @@ def test_the_cap_ends_training_with_a_final_evaluation(make_tagger):
     assert result.iterations == 10 and result.best_iteration == 10 and result.best_val_loss == 2.0
     assert model.domain_head.bias[0].item() == 10.0
     assert pytest.approx(result.curve[-1]["train_loss"]) == 1.0
+    assert result.stopped_by == "cap"
+
+
+def test_a_stop_by_patience_is_recorded_as_such(make_tagger):
+    losses = {0: 5.0, 4: 4.0, 8: 4.5, 12: 4.6}
+    _, _, result, _ = _run(make_tagger, losses, max_iterations=100, eval_every=4, patience=2)
+    assert result.iterations == 12 and result.stopped_by == "patience"
+
+
+def test_patience_running_out_at_the_cap_counts_as_patience(make_tagger):
+    losses = {0: 5.0, 4: 4.0, 8: 4.5, 12: 4.6}
+    _, _, result, _ = _run(make_tagger, losses, max_iterations=12, eval_every=4, patience=2)
+    assert result.iterations == 12 and result.stopped_by == "patience"
+
+
+def test_the_relative_threshold_scales_with_the_best_loss(make_tagger):
+    # 1 % of the best: 100 → 99.5 is noise (< 1.0), 100 → 98.0 is not; at 4.0 the threshold
+    # is 0.04 (the absolute 1e-4 is smaller), so the falls to 3.97 and 3.96 are noise.
+    losses = {0: 100.0, 2: 99.5, 4: 98.0, 6: 4.0, 8: 3.97, 10: 3.96}
+    _, _, result, _ = _run(make_tagger, losses, max_iterations=100, eval_every=2, patience=2, min_rel_delta=0.01)
+    assert [c["val_loss"] for c in result.curve] == [100.0, 99.5, 98.0, 4.0, 3.97, 3.96]
+    assert result.best_iteration == 6 and result.best_val_loss == 4.0 and result.iterations == 10
+    assert TrainConfig(min_delta=0.5, min_rel_delta=0.01).improves(9.6, 10.0) is False  # the larger threshold rules
+    assert TrainConfig(min_delta=0.0, min_rel_delta=0.01).improves(9.89, 10.0) is True
+
+
+def test_snapshots_keep_the_weights_of_their_iterations_not_the_best(make_tagger):
+    losses = {0: 10.0, 3: 5.0, 6: 7.0, 9: 8.0}
+    model, _, result, _ = _run(make_tagger, losses, max_iterations=9, eval_every=3, patience=5, snapshots=(0, 4, 8, 50))
+    assert sorted(result.snapshots) == [0, 4, 8]  # 50 is never reached
+    initial = make_tagger().domain_head.bias[0].item()
+    assert result.snapshots[0]["domain_head.bias"][0].item() == initial
+    assert [result.snapshots[i]["domain_head.bias"][0].item() for i in (4, 8)] == [4.0, 8.0]
+    assert model.domain_head.bias[0].item() == 3.0  # the best, restored; the snapshots are copies
 
 
 def test_the_log_records_every_field_table1_reads(make_tagger):
