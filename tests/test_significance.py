@@ -136,3 +136,41 @@ def test_significance_table_on_fixture() -> None:
 def test_significance_table_of_empty_scores() -> None:
     empty = pd.DataFrame(columns=["encoder", "method", "corpus", "shots", "repetition", "f1"])
     assert significance_table(empty).empty
+
+
+# --- details found by the mutation run (tests/MUTATION.md) ----------------------------
+
+
+def test_two_pairs_are_tested_and_one_or_none_are_not() -> None:
+    a, b = [0.5, 0.7], [0.4, 0.3]
+    two = paired_tests(series(a), series(b))
+    assert two.n == 2 and two.t == pytest.approx(stats.ttest_rel(a, b).statistic)
+    assert two.p_t == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    one = paired_tests(series([0.5]), series([0.2]))
+    assert (one.n, one.mean_diff) == (1, pytest.approx(0.3)) and math.isnan(one.t)
+    none = paired_tests(series([0.5], index=[0]), series([0.2], index=[1]))
+    assert none.n == 0 and all(math.isnan(v) for v in (none.mean_diff, none.t, none.p_t, none.p_wilcoxon))
+
+
+def test_significant_means_strictly_below_alpha() -> None:
+    table = significance_table(read_scores(SCORES), alpha=0.05)
+    assert (table["metric"] == "f1").all()
+    hit = table[table["significant"]].iloc[0]
+    exact = significance_table(read_scores(SCORES), alpha=float(hit["p_t_holm"]))
+    same = (exact["encoder"] == hit["encoder"]) & (exact["method"] == hit["method"]) & (
+        exact["baseline"] == hit["baseline"]) & (exact["shots"] == hit["shots"]) & (exact["corpus"] == hit["corpus"])
+    assert not exact.loc[same, "significant"].item()  # p = α is not below α
+
+
+def test_rows_follow_the_papers_order_whatever_the_input_order() -> None:
+    rng = np.random.default_rng(5)
+    rows = [{"encoder": e, "method": m, "corpus": c, "shots": k, "repetition": r, "f1": rng.uniform()}
+            for e, ms in (("bert", ("hgda", "bert_finetune")), ("bilstm", ("hgda_nes", "hgda", "transfer", "metaner")))
+            for m in ms for c in ("s800", "NCBI-disease") for k in (10, 5) for r in range(3)]  # fmt: skip
+    table = significance_table(pd.DataFrame(rows))
+    keys = list(zip(table["encoder"], table["method"], table["baseline"], table["shots"], table["corpus"]))
+    expected = [(e, m, b, k, c) for e, m, b in (("bilstm", "hgda", "metaner"), ("bilstm", "hgda", "transfer"),
+                                                  ("bilstm", "hgda_nes", "metaner"), ("bilstm", "hgda_nes", "transfer"),
+                                                  ("bert", "hgda", "bert_finetune"))
+                for k in (5, 10) for c in ("s800", "NCBI-disease")]  # corpora in the order the scores list them
+    assert keys == expected
