@@ -496,3 +496,37 @@ def test_failed_corpus_keeps_previous_copy(tmp_path: Path) -> None:
     with pytest.raises(DownloadError):
         fetch_corpora(["toy-disease"], out, mirror=bad, checksums_path=CHECKSUMS)
     assert {p: p.read_bytes() for p in (out / "toy-disease").iterdir()} == before
+
+
+# --- details found by the mutation run (tests/MUTATION.md) ----------------------------
+
+
+def test_the_download_passes_its_timeout_so_a_silent_server_cannot_hang_it(tmp_path: Path, monkeypatch) -> None:
+    import io
+    import urllib.request
+
+    from hgda_core import download as download_mod
+
+    seen: dict = {}
+
+    class _Response(io.BytesIO):
+        headers = {"Content-Length": "3"}
+
+    def fake_urlopen(url, timeout=None):
+        seen.update(url=url, timeout=timeout)
+        return _Response(b"abc")
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    out = download_mod.download("http://example.invalid/x.tar.gz", tmp_path / "x.tar.gz", timeout_s=7.5)
+    assert seen == {"url": "http://example.invalid/x.tar.gz", "timeout": 7.5}
+    assert out.read_bytes() == b"abc"
+
+
+def test_an_error_without_a_message_is_named_by_its_type() -> None:
+    import urllib.error
+
+    from hgda_core.download import _describe
+
+    assert _describe(TimeoutError()) == "TimeoutError"
+    assert _describe(OSError("disk\n full")) == "OSError: disk full"
+    assert _describe(urllib.error.URLError("timed out")) == "URLError: timed out"
