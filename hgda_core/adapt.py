@@ -153,6 +153,7 @@ def fine_tune(
     seed: int = 0,
     theta_lr: float | None = None,
     labels: Sequence[str] | None = None,
+    on_step: Callable[[int, Tagger], None] | None = None,
 ) -> Tagger:
     """Adapt a copy of ``model`` to ``domain`` on the K ``sentences`` (sequence encoder adaptation, §4.2).
 
@@ -175,6 +176,8 @@ def fine_tune(
             None: the encoder and the new decoder both use ``lr``.
         labels: the new decoder's tag set (``O`` first; e.g. typed ``B-Chemical``
             tags of a user's corpus); None: the model's own labels.
+        on_step: called as ``on_step(i, model)`` after step i = 1..steps (e.g. to score
+            the trajectory; it must leave the weights as it found them).
 
     Returns:
         The adapted copy, in eval mode.
@@ -193,7 +196,7 @@ def fine_tune(
         scheduler = linear_schedule(optimizer, steps)
         batch = adapted.task_batch(sentences, [], domain)
         adapted.train()
-        for _ in range(steps):
+        for step in range(steps):
             optimizer.zero_grad(set_to_none=True)
             loss, _ = adapted(batch, batch.support, None)
             loss.backward()
@@ -201,6 +204,8 @@ def fine_tune(
                 torch.nn.utils.clip_grad_norm_(params, grad_clip)
             optimizer.step()
             scheduler.step()
+            if on_step is not None:
+                on_step(step + 1, adapted)
     return adapted.eval()
 
 

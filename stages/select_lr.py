@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     spec = ModelSpec.from_params(model_params)
     vectors = WordVectors.load(ROOT / "data" / "embeddings" / "vectors.npz") if spec.encoder == "bilstm" else None
     corpora = load_corpora(ROOT / "data" / "processed", params["corpora"])
-    chosen = [c for c in args.corpora.split(",") if c] or list(corpora)
+    chosen = [c for c in args.corpora.split(",") if c] or [n for n, c in corpora.items() if c.domain != args.held_out]
     sources = [devel_as_target(corpora[c]) for c in chosen if corpora[c].domain != args.held_out]
     if len(sources) < len(chosen):
         raise SystemExit(f"error: --corpora must be source corpora, not of the held-out domain {args.held_out}")

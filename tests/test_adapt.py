@@ -507,3 +507,16 @@ def test_summarise_std_is_the_sample_std_and_zero_for_one_draw() -> None:
     out = summarise(rows)["bilstm"]["hgda"]["c"]
     assert out["K5"]["f1"] == {"mean": 0.3, "std": 0.2646}  # sqrt(((0.2)^2 + 0.1^2 + 0.3^2) / 2)
     assert out["K10"]["f1"] == {"mean": 0.1235, "std": 0.0} and out["K10"]["n"] == 1
+
+
+def test_on_step_sees_every_step_and_scoring_there_leaves_the_trajectory_unchanged(make_tagger, tiny_corpora) -> None:
+    model = make_tagger(SOURCES)
+    corpus = tiny_corpora["Disease"][0]
+    sentences, test = corpus["train"][:5], corpus["test"]
+    plain = _state(fine_tune(model, "Disease", sentences, steps=4, lr=0.3, seed=2))
+    seen: list[tuple[int, float]] = []
+    scored = fine_tune(model, "Disease", sentences, steps=4, lr=0.3, seed=2,
+                       on_step=lambda i, m: seen.append((i, evaluate(m, "Disease", test)["f1"])))
+    assert [i for i, _ in seen] == [1, 2, 3, 4]
+    assert all(torch.equal(plain[k], v) for k, v in _state(scored).items())
+    assert seen[-1][1] == evaluate(scored, "Disease", test)["f1"]
