@@ -19,7 +19,9 @@ the (encoder, K) pairs it computes and keeps the other rows of the configured co
 beside the BiLSTM rows (issue 6).  ``dvc repro`` with the full ``shots`` list recomputes
 every K of the configured encoder.
 
-Run from the repository root: ``python -m stages.adapt``.
+Run from the repository root: ``python -m stages.adapt``; ``--shots 10 --corpora
+NCBI-disease,BC5CDR-disease`` runs one (K, held-out domain) part of the grid and replaces
+only its rows (record the finished grid with ``dvc commit adapt``).
 """
 
 from __future__ import annotations
@@ -175,9 +177,9 @@ def adapt_all(params: dict[str, Any], root: Path = ROOT, progress: bool = True) 
     return rows
 
 
-def kept_rows(path: Path, corpora: list[str], replaced: set[tuple[str, int]]) -> list[dict]:
+def kept_rows(path: Path, corpora: list[str], replaced: set[tuple[str, int, str]]) -> list[dict]:
     """Rows of an earlier ``scores.csv`` that this run keeps: those of the configured
-    ``corpora`` whose (encoder, K) is not in ``replaced``.  Values stay as written.
+    ``corpora`` whose (encoder, K, corpus) is not in ``replaced``.  Values stay as written.
 
     Raises:
         ValueError: when the file's header is not :data:`COLUMNS` or a row is malformed.
@@ -193,7 +195,7 @@ def kept_rows(path: Path, corpora: list[str], replaced: set[tuple[str, int]]) ->
         for line, row in enumerate(reader, start=2):
             if None in row or None in row.values() or not row["shots"].isdigit():
                 raise ValueError(f"{path}:{line}: expected {len(COLUMNS)} fields with an integer K, got {row}")
-            if row["corpus"] in corpora and (row["encoder"], int(row["shots"])) not in replaced:
+            if row["corpus"] in corpora and (row["encoder"], int(row["shots"]), row["corpus"]) not in replaced:
                 kept.append(row)
     return kept
 
@@ -209,22 +211,45 @@ def write_reports(rows: list[dict], root: Path = ROOT) -> None:
     write_json(root / "reports" / "adapt_metrics.json", summarise(rows))
 
 
-def run(params: dict[str, Any], root: Path = ROOT, progress: bool = True) -> None:
-    """Score every row, then write both reports (nothing is written if a row fails)."""
+def run(
+    params: dict[str, Any], root: Path = ROOT, progress: bool = True,
+    shots: list[int] | None = None, corpora: list[str] | None = None,
+) -> None:
+    """Score every row, then write both reports (nothing is written if a row fails).
+
+    ``shots`` / ``corpora``: run only these K / target corpora (of params.yaml's), replacing
+    only their rows — a grid too long for one sitting lands one (K, held-out domain) at a time.
+    """
     torch.set_num_threads(params["threads"])
     params = effective_params(params)
     encoder = params["model"].get("encoder", "bilstm")
-    replaced = {(encoder, k) for k in shots_list(params["shots"])}
+    for name, asked, configured in (("--shots", shots, shots_list(params["shots"])), ("--corpora", corpora, params["corpora"])):
+        if asked and not set(asked) <= set(configured):
+            raise ValueError(f"{name} {','.join(map(str, asked))} must be among params.yaml's {configured}")
+    run_params = {**params, "shots": shots or params["shots"], "corpora": corpora or params["corpora"]}
+    replaced = {(encoder, k, c) for k in shots_list(run_params["shots"]) for c in run_params["corpora"]}
     kept = kept_rows(root / "reports" / "scores.csv", params["corpora"], replaced)  # fail before the work
-    rows = adapt_all(params, root, progress)
+    rows = adapt_all(run_params, root, progress)
     write_reports(merge_rows(kept, rows), root)
     log.info("wrote %d new rows (%d kept from earlier runs) to reports/scores.csv and reports/adapt_metrics.json",
              len(rows), len(kept))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shots", default="", help="comma-separated K of `shots` to run (default: all)")
+    parser.add_argument("--corpora", default="", help="comma-separated target corpora of `corpora` (default: all)")
+    args = parser.parse_args(argv)
     setup_logging()
-    run(load_params())
+    shots = [int(k) for k in args.shots.split(",") if k.strip()] or None
+    corpora = [c for c in args.corpora.split(",") if c.strip()] or None
+    try:
+        run(load_params(), shots=shots, corpora=corpora)
+    except ValueError as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

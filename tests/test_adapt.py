@@ -314,6 +314,30 @@ def test_scores_accumulate_over_runs_of_other_k(layout) -> None:
     assert set(metrics["bilstm"]["hgda"]["disease-corpus"]) == {"K5", "K10"}
 
 
+def test_one_k_and_domain_part_replaces_only_its_rows(layout, tiny_corpora, make_tagger) -> None:
+    """``--shots 5 --corpora gene-corpus``: the rows of (K = 5, gene-corpus) are recomputed,
+    every other row of the file is kept verbatim (the grid lands one part at a time)."""
+    root, params = layout
+    gene = tiny_corpora["Gene"][0]
+    save_corpus(gene, root / "data" / "processed" / f"{gene.name}.pkl")
+    for k in (5, 10):
+        make_tagger(("Disease", "Drug", "Species"), seed=k).save(root / "models" / "metatrain" / "bilstm" / "Gene-hgda" / f"K{k}.pt")
+    params["corpora"] = ["disease-corpus", gene.name]
+    params["domains"]["Gene"] = [gene.name]
+    stage.run(params, root, progress=False)
+    before = _read_rows(root)
+    params["adapt"]["repeats"] = 1
+    stage.run(params, root, progress=False, shots=[5], corpora=[gene.name])
+    after = _read_rows(root)
+    part = lambda r: r["shots"] == "5" and r["corpus"] == gene.name  # noqa: E731
+    assert [r for r in after if not part(r)] == [r for r in before if not part(r)]
+    assert sorted(r["repetition"] for r in after if part(r)) == ["0", "0"]  # 2 methods × 1 draw
+    with pytest.raises(ValueError, match=r"--corpora other-corpus must be among params.yaml's"):
+        stage.run(params, root, progress=False, corpora=["other-corpus"])
+    with pytest.raises(ValueError, match=r"--shots 20 must be among params.yaml's \[5, 10\]"):
+        stage.run(params, root, progress=False, shots=[20])
+
+
 def test_a_malformed_earlier_scores_file_is_named_before_any_work(layout, monkeypatch) -> None:
     root, params = layout
     (root / "reports").mkdir()
