@@ -31,7 +31,7 @@ def _read(name: str) -> pd.DataFrame:
 
 def main() -> None:
     setup_logging()
-    curves, budget = _read("meta_curves.csv"), _read("adapt_budget.csv")
+    curves, budget, settings = _read("meta_curves.csv"), _read("adapt_budget.csv"), _read("adapt_meta_settings.csv")
     parts = ["# How the protocol's budgets were chosen (source-domain devel data only)", "",
              "Every number here comes from the *source* domains of the held-out domain named in each "
              "row: meta-validation tasks from their devel splits, fine-tuning draws from their train "
@@ -47,6 +47,14 @@ def main() -> None:
                               "evaluation within 5 % of the best loss any setting of the run reached.",
                               decimals=3),
                   "", "![meta-validation curves](meta_curves.png)", ""]  # fmt: skip
+    if not settings.empty:
+        settings["setting"] = settings["checkpoint"].str.extract(r"K\d+-(.+)\.pt$", expand=False)
+        per_corpus = settings.groupby(["setting", "shots", "steps", "head_default_lr", "corpus"])["f1"].mean()
+        table = per_corpus.unstack("corpus").round(4)
+        table["mean"] = per_corpus.groupby(level=[0, 1, 2, 3]).mean().round(4)
+        parts += [to_markdown(table.reset_index(), caption="The adapted F1 of the candidates' checkpoints (the best "
+                              "weights of each curve above): source-corpus devel F1, mean over draws, after "
+                              "fine-tuning with the budget chosen below.", decimals=4), ""]  # fmt: skip
     plot_meta_curves(curves, FOLDER / "meta_curves.png")
     if not budget.empty:
         summary = budget_summary(budget)
