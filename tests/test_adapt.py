@@ -544,3 +544,26 @@ def test_on_step_sees_every_step_and_scoring_there_leaves_the_trajectory_unchang
     assert [i for i, _ in seen] == [1, 2, 3, 4]
     assert all(torch.equal(plain[k], v) for k, v in _state(scored).items())
     assert seen[-1][1] == evaluate(scored, "Disease", test)["f1"]
+
+
+def test_run_adaptation_names_what_is_missing(tiny_corpora) -> None:
+    corpus = tiny_corpora["Disease"][0]
+    config = AdaptConfig(methods=["scratch"], repeats=1, steps=1)
+    with pytest.raises(ValueError, match=r"^method 'scratch' needs a scratch builder$"):
+        run_adaptation(corpus, 5, ["scratch"], {}, config, 13, "tiny")
+    with pytest.raises(ValueError, match=r"^no meta-trained tagger for method 'hgda' \(target disease-corpus\)$"):
+        run_adaptation(corpus, 5, ["hgda"], {}, config, 13, "tiny")
+
+
+def test_summarise_std_of_two_draws() -> None:
+    rows = [{"encoder": "bilstm", "method": "hgda", "corpus": "c", "shots": 5, "f1": f, "precision": 0.5, "recall": 0.5}
+            for f in (0.1, 0.3)]
+    assert summarise(rows)["bilstm"]["hgda"]["c"]["K5"]["f1"] == {"mean": 0.2, "std": 0.1414}
+
+
+def test_a_copy_of_an_encoder_without_a_frozen_table_works() -> None:
+    """BERT's encoder has no word-vector table: the copy shares nothing and still copies."""
+    model = torch.nn.Module()
+    model.encoder = torch.nn.Linear(2, 2)
+    copied = adapt_mod._copy_sharing_frozen(model)
+    assert copied.encoder is not model.encoder and torch.equal(copied.encoder.weight, model.encoder.weight)

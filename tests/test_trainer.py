@@ -131,3 +131,8 @@ def test_the_log_records_every_field_table1_reads(make_tagger):
     assert records[0]["tasks"][0]["gamma_omega"] == pytest.approx(0.5)
     assert all(set(c) == {"iteration", "train_loss", "val_loss"} for c in result.curve)
     assert 0 < result.seconds <= wall
+
+
+def test_no_snapshot_is_kept_unless_asked(make_tagger):
+    _, _, result, _ = _run(make_tagger, {0: 3.0, 2: 2.0}, max_iterations=2, eval_every=2, patience=2)
+    assert result.snapshots == {}
