@@ -29,7 +29,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" python -m stages.bench
 
-# Mutation testing of the core modules (setup.cfg [mutmut]; about 40 min on 2 cores);
+# Mutation testing of the core modules (setup.cfg [mutmut]; about 1–1.5 h on 2 cores);
 # the surviving mutants are judged in tests/MUTATION.md. Not part of `make test` or CI.
 mutation: $(STAMP)
 	$(BIN)/pip install --quiet -r requirements-dev.txt
