@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vectors-k", type=int, default=10)
     parser.add_argument("--sampling-k", default="5,10")
     parser.add_argument("--oracle-every", type=int, default=10)
+    parser.add_argument("--out", default=str(OUT.relative_to(ROOT)), help="the CSV the rows go to")
     args = parser.parse_args(argv)
     setup_logging()
     params = load_params()
@@ -255,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
                     study.vectors_factor(held_out, k, meta)
                 else:
                     study.oracle(held_out, k, methods, args.oracle_every)
-                write_rows(study.rows, {(factor, held_out, str(k))})
+                write_rows(study.rows, {(factor, held_out, str(k))}, ROOT / args.out)
                 log.info("%s, %s held out, K=%d: %d rows in %.0f s", factor, held_out, k, len(study.rows),
                          time.perf_counter() - started)  # fmt: skip
 

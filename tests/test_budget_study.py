@@ -33,3 +33,20 @@ def test_rows_of_a_factor_replace_only_that_factors_rows(tmp_path) -> None:
     with open(out, newline="") as fh:
         got = [(r["factor"], r["held_out"], r["f1"]) for r in csv.DictReader(fh)]
     assert got == [("oracle", "Disease", "0.2"), ("steps", "Gene", "0.3"), ("steps", "Disease", "0.9")]
+
+
+def test_the_report_table_averages_draws_per_corpus_then_corpora_and_orders_levels() -> None:
+    import pandas as pd
+
+    from stages.budget_report import factor_table, level_order
+
+    rows = pd.DataFrame([
+        {"held_out": "Disease", "shots": 10, "method": "hgda", "level": level, "corpus": corpus, "repetition": r, "f1": f1}
+        for level, values in (("final", (0.2, 0.4, 0.6)), ("it100", (0.1, 0.1, 0.3)), ("it0", (0.0, 0.0, 0.0)))
+        for corpus, r, f1 in zip(("a", "a", "b"), (0, 1, 0), values)
+    ])  # fmt: skip
+    table = factor_table(rows)
+    assert list(table.columns) == ["held_out", "shots", "method", "draws", "it0", "it100", "final"]
+    assert table.loc[0, "final"] == 0.45  # a: (0.2 + 0.4) / 2 = 0.3, b: 0.6 → 0.45
+    assert table.loc[0, "method"] == "HGDA" and table.loc[0, "draws"] == 2
+    assert level_order(pd.Series(["200", "50", "100"])) == ["50", "100", "200"]

@@ -1,0 +1,114 @@
+"""Render ``reports/budget_study.md`` and its plot from ``reports/budget_study.csv`` (not a DVC stage).
+
+Each factor of :mod:`stages.budget_study` becomes one table: the mean F1 (the mean over
+draws per corpus, then over the held-out domain's corpora) per held-out domain, K and
+method, one column per level of the factor.  The plot draws mean F1 against meta-training
+iterations and against fine-tuning steps.  The ``oracle`` table reads *test* labels and is
+marked as such: it sizes how much picking the step on the test split inflates F1, and is
+never a result.
+
+Run from the repository root: ``python -m stages.budget_report``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+
+from hgda_core.io import setup_logging, write_text
+from hgda_core.report_plots import _grid, colour, placeholder, save
+from hgda_core.report_tables import method_label
+from hgda_core.tables import to_markdown
+from stages.common import ROOT
+
+log = logging.getLogger("stages.budget_report")
+CSV, MD, PNG = ROOT / "reports" / "budget_study.csv", ROOT / "reports" / "budget_study.md", ROOT / "reports" / "plots" / "budget_study.png"
+CAPTIONS = {
+    "meta_iterations": "F1 on the target devel splits against meta-training iterations: the snapshots "
+                       "it<n> of each run (meta.snapshots) and final, its early-stopped checkpoint (the best "
+                       "weights), each adapted with the protocol's budget.",
+    "steps": "F1 on the target devel splits against fine-tuning steps (the final checkpoints; the rate "
+             "of the protocol).",
+    "sampling": "F1 on the target devel splits with draws of any K train sentences (uniform) against "
+                "draws of K sentences with an entity (with_entity).",
+    "vectors": "F1 on the target devel splits with the fastText vectors against random vectors of the "
+               "same shape (transfer and hgda meta-trained on each; scratch trained on each).",
+    "oracle": "ORACLE — reads the TEST labels, never a result: test F1 at the protocol's last step "
+              "against the test F1 of the best step of the same fine-tuning run (scored every few steps).",
+}  # fmt: skip
+
+
+def level_order(levels: pd.Series) -> list[str]:
+    """Levels in a readable order: numeric ones by value, ``it<n>`` by n, ``final`` last."""
+    def key(level: str) -> tuple[int, float, str]:
+        text = str(level)
+        if text.startswith("it") and text[2:].isdigit():
+            return (0, float(text[2:]), text)
+        if text.replace(".", "", 1).isdigit():
+            return (0, float(text), text)
+        return (1, 0.0, text) if text != "final" else (2, 0.0, text)
+    return sorted(levels.astype(str).unique(), key=key)
+
+
+def factor_table(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean F1 per (held-out, K, method) × level: over draws per corpus, then over corpora."""
+    per_corpus = rows.groupby(["held_out", "shots", "method", "level", "corpus"])["f1"].mean()
+    mean = per_corpus.groupby(level=[0, 1, 2, 3]).mean().unstack("level")
+    mean = mean[level_order(rows["level"])].round(4).reset_index()
+    mean["method"] = [method_label(m, "bilstm") for m in mean["method"]]
+    draws = rows.groupby(["held_out", "shots", "method"])["repetition"].nunique().max()
+    mean.insert(3, "draws", int(draws))
+    return mean
+
+
+def plot(rows: pd.DataFrame) -> None:
+    panels = [(f, key, group) for f in ("meta_iterations", "steps") for key, group in
+              rows[rows["factor"] == f].groupby(["held_out", "shots"])]  # fmt: skip
+    if not panels:
+        placeholder(PNG, "Budget study", "No meta_iterations or steps rows yet: run python -m stages.budget_study.")
+        return
+    fig, axes = _grid(len(panels), 2, (4.8, 3.3))
+    for ax, (factor, (held_out, k), group) in zip(axes, panels):
+        for method, points in group.groupby("method"):
+            if factor == "meta_iterations":
+                x = pd.to_numeric(points["meta_iterations"], errors="coerce")
+            else:
+                x = points["steps"].astype(float)
+            f1 = points.assign(x=x).groupby(["x", "corpus"])["f1"].mean().groupby(level=0).mean()
+            ax.plot(f1.index, f1.values, marker="o", color=colour(method), label=method_label(method, "bilstm"))
+        ax.set_title(f"{held_out} held out, K = {k}")
+        ax.set_xlabel("meta-training iterations" if factor == "meta_iterations" else "fine-tuning steps")
+        ax.set_ylabel("mean F1, target devel")
+        ax.legend(fontsize=7)
+    save(fig, PNG)
+
+
+def main() -> None:
+    setup_logging()
+    rows = pd.read_csv(CSV, dtype={"level": str}) if CSV.is_file() else pd.DataFrame(columns=["factor"])
+    parts = ["# Budget study: what longer training, longer adaptation and other protocols are worth", "",
+             "An analysis of the protocol, never a selection: the defaults were fixed beforehand on "
+             "source-domain devel data ([selection/README.md](selection/README.md)). Unless marked "
+             "ORACLE, every number is F1 on the **devel splits of the held-out domain's corpora**, which "
+             "no stage reads, over the grid's first draws (the same sentences for every method); each "
+             "cell is the mean over draws per corpus, then over the domain's corpora. Written by "
+             "`python -m stages.budget_report` from `budget_study.csv` (`python -m stages.budget_study`). "
+             "Back to the [reports index](README.md).", ""]  # fmt: skip
+    covered = rows.groupby("factor")[["held_out", "shots"]].apply(
+        lambda g: sorted({f"{h} K = {k}" for h, k in zip(g["held_out"], g["shots"])})) if len(rows) else {}
+    for factor in CAPTIONS:
+        group = rows[rows["factor"] == factor]
+        if group.empty:
+            parts += [f"## {factor}", "", "Not run yet.", ""]
+            continue
+        parts += [f"## {factor}", "", to_markdown(factor_table(group), caption=CAPTIONS[factor]
+                  + f" Covered: {', '.join(covered[factor])}.", decimals=4), ""]  # fmt: skip
+    parts += ["![F1 against meta-training iterations and fine-tuning steps](plots/budget_study.png)", ""]
+    plot(rows)
+    write_text(MD, "\n".join(parts))
+    log.info("wrote %s and %s", MD.relative_to(ROOT), PNG.relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main()
