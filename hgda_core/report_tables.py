@@ -150,12 +150,19 @@ def adaptation_protocol(rows: pd.DataFrame) -> list[str]:
         return []
     base = (rows["lr"].astype(float) / (rows["shots"].astype(float) / 32) ** 0.5).round(4)
     keyed = rows.assign(base=base)
-    protocols = keyed.groupby(["steps", "base", "sampling"])["shots"].agg(lambda s: sorted(set(int(k) for k in s)))
+    protocols = keyed.groupby(["steps", "base", "sampling"])
+    mixed = {int(k) for k, g in keyed.groupby("shots") if len(g.groupby(["steps", "base", "sampling"])) > 1}
     clauses = []
-    for (steps, rate, sampling), ks in protocols.items():
+    for (steps, rate, sampling), group in protocols:
         draws = "draws of any K train sentences" if sampling == "uniform" else "draws of K sentences with an entity"
         text = f"adapted with {int(steps)} full-batch SGD steps (the new decoder's initial rate {rate:g}·√(K/32), eq. 3) on {draws}"
-        clauses.append(text + (f" (K = {', '.join(map(str, ks))})" if len(protocols) > 1 else ""))
+        if len(protocols) > 1:
+            where = []
+            for k, cell in group.groupby("shots"):
+                corpora = ", ".join(dict.fromkeys(cell["corpus"])) if int(k) in mixed else ""
+                where.append(f"{int(k)}: {corpora}" if corpora else str(int(k)))
+            text += f" (K = {'; '.join(where)})"
+        clauses.append(text)
     return clauses
 
 

@@ -419,3 +419,14 @@ def test_meta_budget_notes_count_the_stop_reasons(tmp_path: Path) -> None:
                      "patience; K = 10: 2 runs of 100 to 1,500 iterations (median 800), 1 at the iteration cap, "
                      "1 without a recorded stop reason."]
     assert meta_budget_notes(tmp_path / "none", []) == []
+
+
+def test_caption_names_the_corpora_of_a_k_run_under_two_protocols(scores: pd.DataFrame) -> None:
+    frame = scores[scores["encoder"] == "bilstm"].copy()
+    frame["sampling"], frame["steps"] = "uniform", 30
+    frame["lr"] = 0.1 * (frame["shots"] / 32) ** 0.5
+    redone = (frame["shots"] == 10) & (frame["corpus"] == "NCBI-disease")
+    frame.loc[redone, "steps"] = 100
+    caption = render_results(results_table(frame, "f1", ORDER, [5, 10]), model_labels(frame))[0].split("\n\n")[0]
+    assert "30 full-batch SGD steps" in caption and "(K = 5; 10: BC5CDR-chem, s800)" in caption
+    assert "100 full-batch SGD steps" in caption and "(K = 10: NCBI-disease)" in caption
