@@ -111,8 +111,8 @@ def render_index(scores: pd.DataFrame, notes: Sequence[str], at_a_glance: bool =
     lines += [f"- [`{name}`]({name}): {text}" for name, text in files.items()]
     lines += ["", "Not written by this stage: [`selection/README.md`](selection/README.md), how the "
               "protocol's budgets were chosen on source-domain devel data (`python -m stages.select_report`); "
-              "`budget_study.md`, what longer training, longer adaptation and better "
-              "word vectors are worth on the target devel splits (`python -m stages.budget_study`, when run)."]  # fmt: skip
+              "[`budget_study.md`](budget_study.md), what longer training, longer adaptation and better "
+              "word vectors are worth on the target devel splits (`python -m stages.budget_study`, then `python -m stages.budget_report`)."]  # fmt: skip
     lines += ["", "## Inputs", ""]
     if len(scores):
         shots = ", ".join(map(str, sorted(scores["shots"].unique())))
