@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import json
 import logging
 import re
 import time
@@ -196,8 +197,6 @@ class Study:
 
 
 def _best_iteration(metrics_path: Path, k: int) -> int | str:
-    import json
-
     if not metrics_path.is_file():
         return ""
     return json.loads(metrics_path.read_text(encoding="utf-8")).get(f"K{k}", {}).get("best_iteration", "")
