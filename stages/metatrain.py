@@ -72,7 +72,7 @@ def train_k(k: int) -> tuple[dict, list[dict]]:
     torch.set_num_threads(run.params["threads"])
     name = f"{run.held_out}-{run.method}"
     log.info("%s: meta-training with K = %d", name, k)
-    train_log = JsonlGzLog()
+    train_log = JsonlGzLog(every=run.meta.log_every)
     model, result = meta_train(
         run.corpora, run.factory, run.held_out, run.method, k, run.meta, run.params["seed"], train_log,
         theta_lr=run.theta_lr, device=run.device, amp=run.amp,

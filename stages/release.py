@@ -59,7 +59,7 @@ def run(params: dict[str, Any], root: Path = ROOT, progress: bool = True) -> dic
     meta = MetaTrainParams(**{key: v for key, v in params["meta"].items() if key not in _NOT_META})
     vectors = WordVectors.load(root / "data" / "embeddings" / "vectors.npz")
     corpora = load_corpora(root / "data" / "processed", params["corpora"])
-    train_log = JsonlGzLog()
+    train_log = JsonlGzLog(every=meta.log_every)
     log.info("release: %s, K = %d, every domain of %s on %s", method, k, ", ".join(corpora), device)
     start = time.perf_counter()
     model, result = meta_train(

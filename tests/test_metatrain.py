@@ -58,6 +58,19 @@ def test_log_round_trips_through_gzip(tmp_path):
     assert read_log(tmp_path / "log.jsonl.gz") == log.records
 
 
+def test_log_every_keeps_iteration_one_and_every_nth(corpora, tiny_vectors):
+    log = JsonlGzLog(every=10)
+    for iteration in range(1, 26):
+        log({"iteration": iteration, "tasks": []})
+    assert [r["iteration"] for r in log.records] == [1, 10, 20]
+    meta = dataclasses.replace(FAST, log_every=3)
+    log = JsonlGzLog(every=meta.log_every)
+    meta_train(corpora, tiny_factory(tiny_vectors), "Drug", "hgda", 4, meta, seed=1, log=log, progress=False)
+    assert [r["iteration"] for r in log.records] == [1, 3, 6]
+    with pytest.raises(ValueError, match="log_every"):
+        dataclasses.replace(FAST, log_every=0)
+
+
 def test_checkpoint_reloads_to_identical_predictions(corpora, tiny_vectors, tmp_path):
     model, _ = meta_train(corpora, tiny_factory(tiny_vectors), "Species", "hgda", 4, FAST, seed=2, progress=False)
     model.save(tmp_path / "K4.pt", held_out="Species")
