@@ -20,7 +20,7 @@ from hgda_core.io import setup_logging, write_text
 from hgda_core.report_plots import _grid, colour, placeholder, save
 from hgda_core.report_tables import method_label
 from hgda_core.tables import to_markdown
-from stages.common import ROOT
+from stages.common import ROOT, effective_params, load_params
 
 log = logging.getLogger("stages.budget_report")
 CSV, MD, PNG = ROOT / "reports" / "budget_study.csv", ROOT / "reports" / "budget_study.md", ROOT / "reports" / "plots" / "budget_study.png"
@@ -37,6 +37,20 @@ CAPTIONS = {
     "oracle": "ORACLE — reads the TEST labels, never a result: test F1 at the protocol's last step "
               "against the test F1 of the best step of the same fine-tuning run (scored every few steps).",
 }  # fmt: skip
+# The K values each factor is designed for (the study's plan), to say what the rows lack.
+DESIGN = {"meta_iterations": (10, 50), "steps": (10, 50), "sampling": (5, 10), "vectors": (10,), "oracle": (10,)}
+
+
+def missing(rows: pd.DataFrame, min_domains: int = 2) -> list[str]:
+    """The parts of :data:`DESIGN` the rows lack: a (factor, K) with fewer than
+    ``min_domains`` held-out domains."""
+    gaps = []
+    for factor, shots in DESIGN.items():
+        for k in shots:
+            found = rows[(rows["factor"] == factor) & (rows["shots"].astype(int) == k)]["held_out"].nunique()
+            if found < min_domains:
+                gaps.append(f"{factor} at K = {k} ({found} of {min_domains} held-out domains)")
+    return gaps
 
 
 def level_order(levels: pd.Series) -> list[str]:
@@ -60,6 +74,35 @@ def factor_table(rows: pd.DataFrame) -> pd.DataFrame:
     draws = rows.groupby(["held_out", "shots", "method"])["repetition"].nunique().max()
     mean.insert(3, "draws", int(draws))
     return mean
+
+
+def contrast(factor: str, levels: list[str], protocol_steps: int) -> tuple[str, str] | None:
+    """The (higher, lower) levels whose difference summarises a factor: final − it0,
+    the longest fine-tuning − the protocol's, with_entity − uniform, fastText − random,
+    ORACLE − the protocol's step; None when a level is missing."""
+    if factor == "steps":
+        pair = (levels[-1], str(protocol_steps))
+    else:
+        pair = {"meta_iterations": ("final", "it0"), "sampling": ("with_entity", "uniform"),
+                "vectors": ("fastText", "random"),
+                "oracle": ("ORACLE: best step on test", "protocol (last step)")}[factor]  # fmt: skip
+    return pair if pair[0] != pair[1] and all(level in levels for level in pair) else None
+
+
+def factor_summary(factor: str, table: pd.DataFrame, protocol_steps: int) -> list[str]:
+    """One line per (held-out, K) of a :func:`factor_table`: the contrast's difference,
+    mean over methods, then per method."""
+    levels = [c for c in table.columns if c not in ("held_out", "shots", "method", "draws")]
+    pair = contrast(factor, levels, protocol_steps)
+    if pair is None:
+        return []
+    high, low = pair
+    lines = [f"Difference {high} − {low} (mean over methods; per method):"]
+    for (held_out, k), group in table.groupby(["held_out", "shots"], sort=False):
+        diff = group[high] - group[low]
+        per_method = ", ".join(f"{m} {d:+.3f}" for m, d in zip(group["method"], diff))
+        lines.append(f"- {held_out} K = {k}: {diff.mean():+.3f} ({per_method})")
+    return lines
 
 
 def plot(rows: pd.DataFrame) -> None:
@@ -87,6 +130,7 @@ def plot(rows: pd.DataFrame) -> None:
 def main() -> None:
     setup_logging()
     rows = pd.read_csv(CSV, dtype={"level": str}) if CSV.is_file() else pd.DataFrame(columns=["factor"])
+    protocol_steps = int(effective_params(load_params())["adapt"]["steps"])
     parts = ["# Budget study: what longer training, longer adaptation and other protocols are worth", "",
              "An analysis of the protocol, never a selection: the defaults were fixed beforehand on "
              "source-domain devel data ([selection/README.md](selection/README.md)). Unless marked "
@@ -95,6 +139,11 @@ def main() -> None:
              "cell is the mean over draws per corpus, then over the domain's corpora. Written by "
              "`python -m stages.budget_report` from `budget_study.csv` (`python -m stages.budget_study`). "
              "Back to the [reports index](README.md).", ""]  # fmt: skip
+    gaps = missing(rows) if len(rows) else []
+    if gaps:
+        parts += ["The design: meta-training iterations and fine-tuning steps at K = 10 and 50, sampling at "
+                  "K = 5 and 10, the word vectors and the oracle at K = 10, each for two or more held-out "
+                  f"domains and 5 draws. Not covered yet: {'; '.join(gaps)}.", ""]  # fmt: skip
     covered = rows.groupby("factor")[["held_out", "shots"]].apply(
         lambda g: sorted({f"{h} K = {k}" for h, k in zip(g["held_out"], g["shots"])})) if len(rows) else {}
     for factor in CAPTIONS:
@@ -102,8 +151,11 @@ def main() -> None:
         if group.empty:
             parts += [f"## {factor}", "", "Not run yet.", ""]
             continue
-        parts += [f"## {factor}", "", to_markdown(factor_table(group), caption=CAPTIONS[factor]
+        table = factor_table(group)
+        parts += [f"## {factor}", "", to_markdown(table, caption=CAPTIONS[factor]
                   + f" Covered: {', '.join(covered[factor])}.", decimals=4), ""]  # fmt: skip
+        summary = factor_summary(factor, table, protocol_steps)
+        parts += [*summary, ""] if summary else []
     parts += ["![F1 against meta-training iterations and fine-tuning steps](plots/budget_study.png)", ""]
     plot(rows)
     write_text(MD, "\n".join(parts))

@@ -50,3 +50,33 @@ def test_the_report_table_averages_draws_per_corpus_then_corpora_and_orders_leve
     assert table.loc[0, "final"] == 0.45  # a: (0.2 + 0.4) / 2 = 0.3, b: 0.6 → 0.45
     assert table.loc[0, "method"] == "HGDA" and table.loc[0, "draws"] == 2
     assert level_order(pd.Series(["200", "50", "100"])) == ["50", "100", "200"]
+
+
+def test_the_summary_gives_each_factors_contrast_per_method_and_its_mean() -> None:
+    import pandas as pd
+
+    from stages.budget_report import factor_summary
+
+    table = pd.DataFrame({"held_out": ["Drug", "Drug"], "shots": [10, 10], "method": ["HGDA", "Transfer"],
+                          "draws": [5, 5], "it0": [0.25, 0.24], "it100": [0.28, 0.25], "final": [0.33, 0.28]})
+    assert factor_summary("meta_iterations", table, 100) == [
+        "Difference final − it0 (mean over methods; per method):",
+        "- Drug K = 10: +0.060 (HGDA +0.080, Transfer +0.040)"]
+    steps = table.rename(columns={"it0": "50", "it100": "100", "final": "200"})
+    assert factor_summary("steps", steps, 100)[1] == "- Drug K = 10: +0.040 (HGDA +0.050, Transfer +0.030)"
+    assert factor_summary("steps", steps, 30) == []  # the protocol's level is missing: no contrast
+
+
+def test_the_report_names_each_part_of_the_design_with_too_few_domains() -> None:
+    import pandas as pd
+
+    from stages.budget_report import missing
+
+    rows = pd.DataFrame({"factor": ["meta_iterations", "meta_iterations", "steps", "sampling", "vectors", "oracle"],
+                         "held_out": ["Disease", "Drug", "Disease", "Drug", "Drug", "Gene"],
+                         "shots": [10, 10, 10, 5, 10, 10]})
+    gaps = missing(rows)
+    assert "meta_iterations at K = 10 (2 of 2 held-out domains)" not in gaps
+    assert gaps[:3] == ["meta_iterations at K = 50 (0 of 2 held-out domains)",
+                        "steps at K = 10 (1 of 2 held-out domains)", "steps at K = 50 (0 of 2 held-out domains)"]
+    assert "vectors at K = 10 (1 of 2 held-out domains)" in gaps and len(gaps) == 7
