@@ -141,9 +141,9 @@ def main() -> None:
              "Back to the [reports index](README.md).", ""]  # fmt: skip
     gaps = missing(rows) if len(rows) else []
     if gaps:
-        parts += ["The design: meta-training iterations and fine-tuning steps at K = 10 and 50, sampling at "
-                  "K = 5 and 10, the word vectors and the oracle at K = 10, each for two or more held-out "
-                  f"domains and 5 draws. Not covered yet: {'; '.join(gaps)}.", ""]  # fmt: skip
+        design = "; ".join(f"{factor} at K = {', '.join(map(str, shots))}" for factor, shots in DESIGN.items())
+        parts += [f"The design ({design}), each for two or more held-out domains and 5 draws. "
+                  f"Not covered yet: {'; '.join(gaps)}.", ""]
     covered = rows.groupby("factor")[["held_out", "shots"]].apply(
         lambda g: sorted({f"{h} K = {k}" for h, k in zip(g["held_out"], g["shots"])})) if len(rows) else {}
     for factor in CAPTIONS:
