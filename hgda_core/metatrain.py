@@ -13,9 +13,10 @@ import gzip
 import io
 import json
 import zlib
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -103,6 +104,13 @@ class JsonlGzLog:
         if iteration == 1 or iteration % self.every == 0:
             self.records.append(record)
 
+    def state_dict(self) -> dict:
+        """The records so far (saved with a resumable run's state)."""
+        return {"records": list(self.records)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.records = list(state["records"])
+
     def write(self, path: str | Path) -> None:
         buffer = io.BytesIO()
         with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
@@ -131,6 +139,8 @@ def meta_train(
     theta_lr: float | None = None,
     device: torch.device | str = "cpu",
     amp: bool = False,
+    state_file: str | Path | None = None,
+    state_key: Mapping[str, Any] | None = None,
 ) -> tuple[Tagger, TrainResult]:
     """Meta-train ``method`` on every domain but ``held_out`` with tasks of size K.
 
@@ -149,6 +159,10 @@ def meta_train(
             Appendix), scaled by eq. 3 like ``params.default_lr``; None: θ uses
             ``params.default_lr`` too (BiLSTM).
         device: where to train; ``amp``: bfloat16 autocast of the encoder on CUDA.
+        state_file: a resumable run (:func:`hgda_core.trainer.train`): the loop's state is
+            saved there at every meta-validation and a run of the same arguments resumes
+            from it. ``state_key``: what else identifies the run (e.g. the model and corpora
+            params); this function adds held_out, method, K, seed, θ's rate and ``params``.
     """
     spec = method_spec(method)
     sources = source_domains(corpora, held_out)
@@ -182,7 +196,9 @@ def meta_train(
     learner = learner_cls(model, config, optimizer, scheduler, params.grad_clip)
     loop = TrainConfig(params.tasks_per_batch, params.max_iterations, params.eval_every, params.patience,
                        min_rel_delta=params.min_rel_delta, snapshots=params.snapshots)
-    result = train(learner, sampler, val_tasks, loop, log, progress)
+    key = {**(state_key or {}), "held_out": held_out, "method": method, "k": k, "seed": seed,
+           "theta_lr": theta_lr, "meta": dataclasses.asdict(params)}
+    result = train(learner, sampler, val_tasks, loop, log, progress, state_file, key)
     return model, result
 
 
@@ -197,4 +213,5 @@ def result_metrics(result: TrainResult, k: int, sources: Sequence[str]) -> dict:
         "iterations": result.iterations,
         "stopped_by": result.stopped_by,
         "seconds": round(result.seconds, 1),
+        **({"resumed_at": result.resumed_at} if result.resumed_at else {}),
     }

@@ -103,6 +103,14 @@ class TaskSampler:
             [pool.refs[i] for i in q_idx],
         )
 
+    def state_dict(self) -> dict:
+        """The generator's state: a sampler loaded with it draws the same tasks next."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a :meth:`state_dict` (a resumed meta-training run)."""
+        self.rng.bit_generator.state = state["rng"]
+
     def fixed_tasks(self, n: int) -> list[Task]:
         """``n`` tasks with the domains taken in turn (a fixed meta-validation set)."""
         return [self.sample(self.domains[i % len(self.domains)]) for i in range(n)]

@@ -14,6 +14,13 @@ Run from the repository root:
 only K = 10 (a K of ``shots``) and keeps the folder's other K: its checkpoint, log, rows
 of ``curve.csv`` and entry of ``metrics.json`` replace only K = 10's, so a long grid can
 land one K at a time (record it afterwards with ``dvc commit metatrain``).
+
+A run is resumable: after every meta-validation its whole state is saved to
+``models/resume/<encoder>/<held_out>-<method>-K<k>.pt``, and a stopped run (killed,
+out of time) started again with the same params continues from there, to the outputs
+of an uninterrupted run; ``metrics.json`` lists the iterations it resumed after
+(``resumed_at``).  ``--restart`` discards a saved state.  The file is removed when
+the run ends.
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ class _Run:
     amp: bool
     model_dir: Path
     report_dir: Path
+    state_dir: Path
+    state_key: dict[str, Any]
 
 
 _RUN: _Run | None = None  # set in the parent, inherited by forked workers
@@ -76,6 +85,7 @@ def train_k(k: int) -> tuple[dict, list[dict]]:
     model, result = meta_train(
         run.corpora, run.factory, run.held_out, run.method, k, run.meta, run.params["seed"], train_log,
         theta_lr=run.theta_lr, device=run.device, amp=run.amp,
+        state_file=run.state_dir / f"{name}-K{k}.pt", state_key=run.state_key,
     )
     model.save(run.model_dir / f"K{k}.pt", held_out=run.held_out, method=run.method, shots=k)
     for iteration, state in sorted(result.snapshots.items()):
@@ -98,9 +108,11 @@ def _kept_outputs(report_dir: Path, replaced: list[int]) -> tuple[dict, list[dic
     return {key: value for key, value in metrics.items() if int(key[1:]) not in replaced}, curve
 
 
-def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT, only: list[int] | None = None) -> None:
+def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT, only: list[int] | None = None,
+        restart: bool = False) -> None:
     """Train every K of ``shots`` (``only``: these K, keeping the others' outputs); with
-    ``meta.workers`` > 1, several K at once.
+    ``meta.workers`` > 1, several K at once.  A saved state of a stopped run of the same
+    params is resumed (module docstring) unless ``restart``.
 
     Each K is seeded on its own (:func:`hgda_core.metatrain.derive_seed`), so the outputs
     do not depend on the number of workers, nor on which K are trained together.
@@ -116,6 +128,7 @@ def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT, o
     name = f"{held_out}-{method}"
     model_dir = root / "models" / "metatrain" / spec.encoder / name
     report_dir = root / "reports" / "metatrain" / spec.encoder / name
+    state_dir = root / "models" / "resume" / spec.encoder
     shots = shots_list(params["shots"])
     if only:
         if not set(only) <= set(shots):
@@ -131,12 +144,16 @@ def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT, o
         kept_metrics, kept_curve = {}, []
         for folder in (model_dir, report_dir):
             shutil.rmtree(folder, ignore_errors=True)
+    if restart:
+        for k in shots:
+            (state_dir / f"{name}-K{k}.pt").unlink(missing_ok=True)
     vectors = WordVectors.load(root / "data" / "embeddings" / "vectors.npz") if spec.encoder == "bilstm" else None
     _RUN = _Run(
         held_out, method, params, MetaTrainParams(**meta),
         load_corpora(root / "data" / "processed", params["corpora"]),
         spec.factory(vectors), spec.theta_lr, device, use_amp(device, params.get("amp", True)),
-        model_dir, report_dir,
+        model_dir, report_dir, state_dir,
+        {"encoder": spec.encoder, "model": params["model"], "corpora": list(params["corpora"])},
     )
     log.info("%s: encoder %s on %s", name, spec.encoder, device)
     try:
@@ -160,11 +177,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--held-out", required=True)
     parser.add_argument("--method", required=True)
     parser.add_argument("--shots", default="", help="comma-separated K of `shots` to train (default: all)")
+    parser.add_argument("--restart", action="store_true", help="discard the saved state of a stopped run")
     args = parser.parse_args(argv)
     setup_logging()
     try:
         only = [int(k) for k in args.shots.split(",") if k.strip()]
-        run(load_params(), args.held_out, args.method, only=only or None)
+        run(load_params(), args.held_out, args.method, only=only or None, restart=args.restart)
     except ValueError as err:
         sys.exit(f"error: {err}")
 

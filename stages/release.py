@@ -10,7 +10,8 @@ release model is for ``hgda adapt``, which adapts BiLSTM checkpoints).
 
 Writes ``models/release/K<k>.pt`` (DVC cache), the training log
 ``reports/release/logs/K<k>.jsonl.gz``, the learning curve ``reports/release/curve.csv``
-and ``reports/release/metrics.json`` (with the wall time).
+and ``reports/release/metrics.json`` (with the wall time).  Like ``metatrain`` it is
+resumable: a stopped run continues from ``models/resume/release-K<k>.pt``.
 
 Run from the repository root: ``dvc repro release`` (or ``python -m stages.release``).
 """
@@ -65,6 +66,8 @@ def run(params: dict[str, Any], root: Path = ROOT, progress: bool = True) -> dic
     model, result = meta_train(
         corpora, spec.factory(vectors), None, method, k, meta, params["seed"], train_log,
         progress=progress, device=device, amp=use_amp(device, params.get("amp", True)),
+        state_file=root / "models" / "resume" / f"release-K{k}.pt",
+        state_key={"model": params["model"], "corpora": list(corpora)},
     )
     seconds = time.perf_counter() - start
     model.save(root / "models" / "release" / f"K{k}.pt", held_out=None, method=method, shots=k,

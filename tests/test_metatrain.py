@@ -230,3 +230,108 @@ def test_meta_train_sets_up_each_method(corpora, tiny_vectors, monkeypatch, meth
             assert max(t["gamma_phi"] for t in tasks) > 1 / len(tasks) + 1e-3
         else:
             assert all(t["gamma_phi"] == pytest.approx(1 / len(tasks)) for t in tasks)
+
+
+class _Killed(Exception):
+    """Stands for the process being killed (end of a sitting) mid-run."""
+
+
+class _LogKilledAt(JsonlGzLog):
+    """A training log that kills the run when it receives iteration ``at``."""
+
+    def __init__(self, at: int, every: int = 1) -> None:
+        super().__init__(every)
+        self.at = at
+
+    def __call__(self, record: dict) -> None:
+        if record["iteration"] == self.at:
+            raise _Killed
+        super().__call__(record)
+
+
+RESUMABLE = dataclasses.replace(FAST, max_iterations=9, patience=9, snapshots=(0, 5))
+WITH_DROPOUT = dataclasses.replace(TINY, dropout=0.3)  # so that torch's generator matters too
+
+
+def _trained(corpora, tiny_vectors, method, log, state_file, params=RESUMABLE):
+    factory = lambda dec, cls: build_tagger(tiny_vectors, WITH_DROPOUT, dec, cls)  # noqa: E731
+    return meta_train(corpora, factory, "Drug", method, 4, params, seed=3, log=log,
+                      progress=False, state_file=state_file)
+
+
+@pytest.mark.parametrize("method", ["hgda", "transfer"])
+def test_a_run_killed_after_a_validation_resumes_to_the_uninterrupted_run(corpora, tiny_vectors, tmp_path, method):
+    whole_log = JsonlGzLog()
+    whole, whole_result = _trained(corpora, tiny_vectors, method, whole_log, None)
+    state = tmp_path / "state.pt"
+    with pytest.raises(_Killed):  # killed in iteration 5: the state of iteration 3 is on disk
+        _trained(corpora, tiny_vectors, method, _LogKilledAt(5), state)
+    assert state.is_file() and torch.load(state, weights_only=False)["iteration"] == 3
+    with pytest.raises(_Killed):  # resumed, killed again in iteration 8 (state of iteration 6)
+        _trained(corpora, tiny_vectors, method, _LogKilledAt(8), state)
+    assert torch.load(state, weights_only=False)["iteration"] == 6
+    log = JsonlGzLog()
+    model, result = _trained(corpora, tiny_vectors, method, log, state)
+    assert not state.exists()
+    assert result.resumed_at == [3, 6] and whole_result.resumed_at == []
+    for (name, a), b in zip(whole.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert log.records == whole_log.records and len(log.records) == 9
+    assert result.curve == whole_result.curve
+    assert (result.best_iteration, result.best_val_loss, result.iterations, result.stopped_by) == (
+        whole_result.best_iteration, whole_result.best_val_loss, whole_result.iterations, whole_result.stopped_by)
+    assert set(result.snapshots) == {0, 5}
+    for it in (0, 5):
+        for key, value in whole_result.snapshots[it].items():
+            assert torch.equal(value, result.snapshots[it][key]), (it, key)
+
+
+def test_a_saved_state_of_other_params_is_not_resumed(corpora, tiny_vectors, tmp_path, caplog):
+    state = tmp_path / "state.pt"
+    with pytest.raises(_Killed):
+        _trained(corpora, tiny_vectors, "hgda", _LogKilledAt(5), state)
+    other = dataclasses.replace(RESUMABLE, default_lr=0.1)
+    log = JsonlGzLog()
+    model, result = _trained(corpora, tiny_vectors, "hgda", log, state, other)
+    fresh_log = JsonlGzLog()
+    fresh, fresh_result = _trained(corpora, tiny_vectors, "hgda", fresh_log, None, other)
+    assert "holds the state of another run" in caplog.text
+    assert result.resumed_at == [] and log.records == fresh_log.records
+    for (name, a), b in zip(fresh.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_stage_resumes_a_killed_run_and_restart_discards_its_state(tmp_path, tiny_corpora, tiny_vectors, monkeypatch):
+    import json
+
+    from stages import metatrain as stage
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    for root in (whole, killed):
+        params = _stage_layout(root, tiny_corpora, tiny_vectors, 1)
+        params["shots"] = [4]
+        params["meta"].update(max_iterations=9, patience=9, snapshots=[0, 5])
+        params["model"]["dropout"] = 0.3
+        if root == whole:
+            stage.run(params, "Drug", "hgda", whole)
+    state = killed / "models" / "resume" / "bilstm" / "Drug-hgda-K4.pt"
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "JsonlGzLog", lambda every: _LogKilledAt(7, every))
+        with pytest.raises(_Killed):
+            stage.run(params, "Drug", "hgda", killed)
+    assert torch.load(state, weights_only=False)["iteration"] == 6
+    stage.run(params, "Drug", "hgda", killed)  # resumes after iteration 6
+    assert not state.exists()
+    metrics, *rest = _stage_outputs(killed)
+    expected_metrics, *expected_rest = _stage_outputs(whole)
+    assert metrics["K4"].pop("resumed_at") == [6]
+    assert (metrics, rest) == (expected_metrics, expected_rest)
+    # --restart: a saved state is discarded and the run starts afresh
+    with monkeypatch.context() as patch:
+        patch.setattr(stage, "JsonlGzLog", lambda every: _LogKilledAt(4, every))
+        with pytest.raises(_Killed):
+            stage.run(params, "Drug", "hgda", killed)
+    assert state.is_file()
+    stage.run(params, "Drug", "hgda", killed, restart=True)
+    metrics = json.loads((killed / "reports" / "metatrain" / "bilstm" / "Drug-hgda" / "metrics.json").read_text())
+    assert "resumed_at" not in metrics["K4"] and not state.exists()
