@@ -60,7 +60,8 @@ FILES: dict[str, str] = {
     "paper_vs_ours.md": "Every cell of the paper's Tables 3–5 that scores.csv has: the paper's value, ours, the "
     "difference, with a summary per method.",
     "paper_vs_ours.csv": "The same comparison as CSV.",
-    "plots/f1_vs_k.png": "F1 against K per corpus, one line per method, error bars = std over repetitions.",
+    "plots/f1_vs_k.png": "F1 against K per corpus, one line per method, error bars = std over repetitions; "
+    "the paper's values as hollow diamonds.",
     "plots/hardness_vs_entities.png": "Hardness γ^θ of every logged task against the share of entity tokens in "
     "its sentences, coloured by task domain.",
     "plots/metatrain_curves.png": "Meta-validation loss against iteration per held-out domain and K, one line "
@@ -208,7 +209,7 @@ def build_report(
     present = list(dict.fromkeys(scores["corpus"]))
     plots = out / "plots"
     panels = [c for c in order if c in present] + [c for c in present if c not in order]
-    plot_f1_vs_k(scores, plots / "f1_vs_k.png", panels)
+    plot_f1_vs_k(scores, plots / "f1_vs_k.png", panels, paper=load_paper_results())
     plot_hardness(pd.concat(points, ignore_index=True) if points else pd.DataFrame(columns=["entity_share"]),
                   plots / "hardness_vs_entities.png", method)  # fmt: skip
     curves = read_curves(metatrain_dir, runs)

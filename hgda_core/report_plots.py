@@ -67,16 +67,22 @@ def _grid(n: int, ncols: int, size: tuple[float, float]) -> tuple[Figure, list]:
     return fig, flat[:n]
 
 
-def plot_f1_vs_k(scores: pd.DataFrame, path: str | Path, corpora: Sequence[str], metric: str = "f1") -> None:
-    """One panel per corpus: mean ``metric`` against K, one line per method (± std over repetitions)."""
-    title = f"{metric.upper() if metric == 'f1' else metric.capitalize()} against K"
-    if scores.empty:
-        placeholder(path, title, "No rows in scores.csv.")
-        return
+PAPER_MARKER = "D"
+"""The paper's values in :func:`f1_vs_k_figure`: hollow diamonds in the method's colour."""
+
+
+def f1_vs_k_figure(scores: pd.DataFrame, corpora: Sequence[str], metric: str = "f1",
+                   paper: pd.DataFrame | None = None) -> Figure:
+    """One panel per corpus: mean ``metric`` against K, one line per method (± std over
+    repetitions); with ``paper`` (:func:`hgda_core.report_compare.load_paper_results`),
+    the paper's value of each shown method, encoder, corpus and K as a hollow diamond
+    beside ours (same colour), a reference marker without a line."""
     cells = scores.groupby(["corpus", "method", "encoder", "shots"])[metric].agg(["mean", "std"]).reset_index()
     lines = sorted({(m, e) for m, e in zip(cells["method"], cells["encoder"])}, key=lambda x: row_key(*x))
     shots = sorted(cells["shots"].unique())
+    reference = paper[paper["metric"] == metric] if paper is not None else None
     fig, axes = _grid(len(corpora), 4, (4.0, 3.2))
+    drawn_paper = False
     for ax, corpus in zip(axes, corpora):
         for i, (method, encoder) in enumerate(lines):
             line = cells[(cells["corpus"] == corpus) & (cells["method"] == method) & (cells["encoder"] == encoder)]
@@ -85,6 +91,14 @@ def plot_f1_vs_k(scores: pd.DataFrame, path: str | Path, corpora: Sequence[str],
             dodge = 1 + 0.025 * (i - (len(lines) - 1) / 2)  # keeps the error bars of one K apart
             ax.errorbar(line["shots"] * dodge, line["mean"], yerr=line["std"].fillna(0), marker="o", markersize=4,
                         capsize=2, color=colour(method), linestyle=style(encoder))  # fmt: skip
+            if reference is None:
+                continue
+            ref = reference[(reference["corpus"] == corpus) & (reference["method"] == method)
+                            & (reference["encoder"] == encoder) & reference["shots"].isin(line["shots"])]
+            if not ref.empty:
+                ax.plot(ref["shots"] * dodge, ref["value"], linestyle="none", marker=PAPER_MARKER, markersize=5,
+                        markerfacecolor="none", color=colour(method), gid=f"paper:{method}:{encoder}")
+                drawn_paper = True
         ax.set_xscale("log")
         ax.set_xticks(shots, [str(k) for k in shots])
         ax.minorticks_off()
@@ -93,9 +107,25 @@ def plot_f1_vs_k(scores: pd.DataFrame, path: str | Path, corpora: Sequence[str],
         ax.set_ylabel(f"mean {metric.upper() if metric == 'f1' else metric}")
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=colour(m), marker="o", linestyle=style(e)) for m, e in lines]
-    fig.legend(handles, [method_label(*x) for x in lines], loc="outside lower center", ncol=min(len(lines), 8))
-    fig.suptitle(f"{title} per corpus (error bars: std over repetitions; * and dashed: BERT encoder)")
-    save(fig, path)
+    labels = [method_label(*x) for x in lines]
+    if drawn_paper:
+        handles.append(Line2D([], [], color="black", marker=PAPER_MARKER, markerfacecolor="none", linestyle="none"))
+        labels.append("the paper's value")
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 9))
+    title = f"{metric.upper() if metric == 'f1' else metric.capitalize()} against K"
+    paper_note = "; hollow diamonds: the paper's values" if drawn_paper else ""
+    fig.suptitle(f"{title} per corpus (error bars: std over repetitions; * and dashed: BERT encoder{paper_note})")
+    return fig
+
+
+def plot_f1_vs_k(scores: pd.DataFrame, path: str | Path, corpora: Sequence[str], metric: str = "f1",
+                 paper: pd.DataFrame | None = None) -> None:
+    """Write :func:`f1_vs_k_figure` (a placeholder when ``scores`` is empty)."""
+    if scores.empty:
+        placeholder(path, f"{metric.upper() if metric == 'f1' else metric.capitalize()} against K",
+                    "No rows in scores.csv.")
+        return
+    save(f1_vs_k_figure(scores, corpora, metric, paper), path)
 
 
 def plot_hardness(points: pd.DataFrame, path: str | Path, method: str = "hgda") -> None:

@@ -430,3 +430,28 @@ def test_caption_names_the_corpora_of_a_k_run_under_two_protocols(scores: pd.Dat
     caption = render_results(results_table(frame, "f1", ORDER, [5, 10]), model_labels(frame))[0].split("\n\n")[0]
     assert "30 full-batch SGD steps" in caption and "(K = 5; 10: BC5CDR-chem, s800)" in caption
     assert "100 full-batch SGD steps" in caption and "(K = 10: NCBI-disease)" in caption
+
+
+def test_f1_vs_k_marks_the_papers_values_of_the_shown_methods_only():
+    from hgda_core.report_plots import f1_vs_k_figure
+
+    rows = [{"corpus": "NCBI-disease", "method": m, "encoder": "bilstm", "shots": k, "repeat": r, "f1": f}
+            for m, base in (("hgda", 0.1), ("transfer", 0.2)) for k in (5, 10) for r, f in enumerate((base, base + 0.02))]
+    scores = pd.DataFrame(rows)
+    paper = pd.DataFrame([
+        {"metric": "f1", "shots": 5, "method": "hgda", "encoder": "bilstm", "corpus": "NCBI-disease", "value": 0.31},
+        {"metric": "f1", "shots": 10, "method": "hgda", "encoder": "bilstm", "corpus": "NCBI-disease", "value": 0.42},
+        {"metric": "f1", "shots": 50, "method": "hgda", "encoder": "bilstm", "corpus": "NCBI-disease", "value": 0.6},
+        {"metric": "recall", "shots": 5, "method": "hgda", "encoder": "bilstm", "corpus": "NCBI-disease", "value": 0.9},
+        {"metric": "f1", "shots": 5, "method": "hgda", "encoder": "bilstm", "corpus": "s800", "value": 0.2},
+    ])
+    fig = f1_vs_k_figure(scores, ["NCBI-disease"], paper=paper)
+    marked = {line.get_gid(): line for ax in fig.axes for line in ax.get_lines() if (line.get_gid() or "").startswith("paper:")}
+    assert set(marked) == {"paper:hgda:bilstm"}  # transfer is not in the paper
+    line = marked["paper:hgda:bilstm"]
+    assert list(line.get_ydata()) == [0.31, 0.42]  # K = 50 is not shown, recall is not F1
+    assert [round(x) for x in line.get_xdata()] == [5, 10]
+    assert "hollow diamonds" in fig._suptitle.get_text()
+    bare = f1_vs_k_figure(scores, ["NCBI-disease"])
+    assert not [l for ax in bare.axes for l in ax.get_lines() if (l.get_gid() or "").startswith("paper:")]
+    assert "hollow" not in bare._suptitle.get_text()
