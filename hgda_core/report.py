@@ -22,6 +22,7 @@ from hgda_core.report_compare import (
     load_paper_results,
     paper_vs_ours,
     render_paper_vs_ours,
+    render_paper_vs_ours_latex,
     render_results_at_a_glance,
     render_significance,
     results_at_a_glance,
@@ -59,6 +60,7 @@ FILES: dict[str, str] = {
     "significance.csv": "Every tested cell: n pairs, mean difference, t, p-values raw and Holm-corrected.",
     "paper_vs_ours.md": "Every cell of the paper's Tables 3–5 that scores.csv has: the paper's value, ours, the "
     "difference, with a summary per method.",
+    "paper_vs_ours.tex": "The F1 cells as ours / the paper's per K, method and corpus, and the summary, in LaTeX.",
     "paper_vs_ours.csv": "The same comparison as CSV.",
     "plots/f1_vs_k.png": "F1 against K per corpus, one line per method, error bars = std over repetitions; "
     "the paper's values as hollow diamonds.",
@@ -188,6 +190,7 @@ def build_report(
     write_csv(out / "significance.csv", significance)
     comparison = paper_vs_ours(scores, load_paper_results(), order)
     put("paper_vs_ours.md", render_paper_vs_ours(comparison))
+    put("paper_vs_ours.tex", render_paper_vs_ours_latex(comparison))
     write_csv(out / "paper_vs_ours.csv", comparison)
     written += [out / "significance.csv", out / "paper_vs_ours.csv"]
     if at_a_glance:

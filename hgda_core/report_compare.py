@@ -131,6 +131,52 @@ def paper_vs_ours(scores: pd.DataFrame, paper: pd.DataFrame, corpora: Sequence[s
     return rows.loc[order, list(PAPER_VS_OURS_COLUMNS)].reset_index(drop=True)
 
 
+def _paper_summary(comparison: pd.DataFrame) -> pd.DataFrame:
+    """Per metric and method over the per-corpus cells: their number, the mean ours − paper
+    and how many cells are ours higher."""
+    cells = comparison[~comparison["corpus"].str.startswith("Overall")]
+    summary = cells.groupby(["metric", "method", "encoder"], sort=False)["diff"].agg(
+        cells="size", mean_diff="mean", ours_higher=lambda d: int((d > 0).sum())
+    ).reset_index()  # fmt: skip
+    return pd.DataFrame({
+        "Metric": summary["metric"].map(lambda m: METRICS[m][1]),
+        "Method": [method_label(m, e) for m, e in zip(summary["method"], summary["encoder"])],
+        "Cells": summary["cells"], "Mean diff.": summary["mean_diff"], "Ours higher": summary["ours_higher"],
+    })  # fmt: skip
+
+
+def render_paper_vs_ours_latex(comparison: pd.DataFrame) -> str:
+    """LaTeX (booktabs): the F1 cells as "ours / paper" per K, method and corpus (the
+    Overall over the same corpora last), then the summary of :func:`render_paper_vs_ours`."""
+    if comparison.empty:
+        return "% No cell in common: scores.csv has no rows matching the paper's tables.\n"
+    f1 = comparison[comparison["metric"] == "f1"]
+    same = "Overall (same corpora)" if (f1["corpus"] == "Overall (same corpora)").any() else "Overall"
+    columns = [c for c in dict.fromkeys(f1["corpus"]) if not c.startswith("Overall")]
+    columns += [same] if (f1["corpus"] == same).any() else []
+    rows, rules, last_k = [], [], None
+    for (k, method, encoder), group in f1.groupby(["shots", "method", "encoder"], sort=False):
+        if last_k is not None and k != last_k:
+            rules.append(len(rows))
+        by_corpus = group.set_index("corpus")
+        row = {"K": str(int(k)) if k != last_k else "", "Method": method_label(method, encoder)}
+        for corpus in columns:
+            row["Overall" if corpus == same else corpus] = (
+                f"{by_corpus.at[corpus, 'ours']:.3f} / {by_corpus.at[corpus, 'paper']:.3f}"
+                if corpus in by_corpus.index else "--")
+        rows.append(row)
+        last_k = k
+    caption = ("F1, ours / the paper's, per K, method and corpus (the cells of the paper's Table 3 that our "
+               "scores.csv has). Overall: the mean over the corpora shown" + (
+                   ", the paper's values averaged over the same corpora." if same != "Overall" else "."))
+    table = to_latex(pd.DataFrame(rows), caption=tex_words(caption), label="tab:paper-vs-ours-f1",
+                     rules_before=rules)
+    summary = to_latex(_paper_summary(comparison), caption=tex_words(
+        "The paper's Tables 3-5 against ours: per metric and method, the per-corpus cells compared, the mean "
+        "difference ours - paper and the cells where ours is higher."), label="tab:paper-vs-ours", decimals=4)
+    return table + "\n" + summary
+
+
 def render_paper_vs_ours(comparison: pd.DataFrame) -> str:
     """Markdown: a summary per metric and method, then every compared cell, per metric."""
     lines = [
@@ -142,15 +188,7 @@ def render_paper_vs_ours(comparison: pd.DataFrame) -> str:
     ]
     if comparison.empty:
         return "\n".join([*lines, "", "No cell in common: scores.csv has no rows matching the paper's tables."]) + "\n"
-    cells = comparison[~comparison["corpus"].str.startswith("Overall")]
-    summary = cells.groupby(["metric", "method", "encoder"], sort=False)["diff"].agg(
-        cells="size", mean_diff="mean", ours_higher=lambda d: int((d > 0).sum())
-    ).reset_index()  # fmt: skip
-    summary = pd.DataFrame({
-        "Metric": summary["metric"].map(lambda m: METRICS[m][1]),
-        "Method": [method_label(m, e) for m, e in zip(summary["method"], summary["encoder"])],
-        "Cells": summary["cells"], "Mean diff.": summary["mean_diff"], "Ours higher": summary["ours_higher"],
-    })  # fmt: skip
+    summary = _paper_summary(comparison)
     lines += ["", to_markdown(summary, caption="## Summary over the per-corpus cells", decimals=4)]
     for metric, group in comparison.groupby("metric", sort=False):
         frame = pd.DataFrame({

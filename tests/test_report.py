@@ -19,7 +19,7 @@ import pytest
 
 from hgda_core.data import Corpus, CorpusSplit, Sentence, save_corpus
 from hgda_core.report import FILES, ReportConfig, build_report
-from hgda_core.report_compare import load_paper_results, paper_vs_ours, render_paper_vs_ours
+from hgda_core.report_compare import load_paper_results, paper_vs_ours, render_paper_vs_ours, render_paper_vs_ours_latex
 from hgda_core.report_logs import SentenceStore, bracketed, read_tasks, render_table1, table1
 from hgda_core.report_tables import best_mask, model_labels, read_scores, render_results, results_table
 from hgda_core.significance import significance_table
@@ -245,6 +245,14 @@ def test_paper_vs_ours(scores: pd.DataFrame) -> None:
     assert len(without) == 5 * 2 * 3 * 3
     md = render_paper_vs_ours(comparison)
     assert "| 5 | MetaNER | NCBI-disease | 0.2729 |" in md
+    tex = render_paper_vs_ours_latex(comparison)
+    assert tex.count(r"\begin{table}") == 2 and r"\label{tab:paper-vs-ours-f1}" in tex
+    header = next(line for line in tex.splitlines() if line.startswith("K & Method"))
+    assert header == r"K & Method & NCBI-disease & BC5CDR-chem & s800 & Overall \\"
+    row = next(line for line in tex.splitlines() if line.startswith("5 & MetaNER"))
+    assert f"{ours['f1'].mean():.3f} / 0.273" == row.split(" & ")[2]
+    hgda_bert = [line for line in tex.splitlines() if " & HGDA* & " in line and " / " in line][-1]  # K = 10 last
+    assert hgda_bert.split(" & ")[-1] == f"{same['ours']:.3f} / {same['paper']:.3f} \\\\"  # the same-corpora Overall
 
 
 # --------------------------------------------------------------------------- Table 1 and the logs
@@ -337,7 +345,7 @@ def test_build_report_writes_every_file(tmp_path: Path, scores: pd.DataFrame) ->
     names = {p.relative_to(out).as_posix() for p in written}
     expected = {f"table{n}.{s}" for n in (1, 3, 4, 5) for s in ("md", "tex")} | {
         "significance.md", "significance.tex", "significance.csv", "paper_vs_ours.md", "paper_vs_ours.csv",
-        "plots/f1_vs_k.png", "plots/hardness_vs_entities.png", "plots/metatrain_curves.png", "README.md",
+        "paper_vs_ours.tex", "plots/f1_vs_k.png", "plots/hardness_vs_entities.png", "plots/metatrain_curves.png", "README.md",
     }  # fmt: skip
     assert names == expected == set(FILES) | {"README.md"}
     for name in expected:
