@@ -48,7 +48,8 @@ def find_runs(metatrain_dir: str | Path, held_outs: Iterable[str]) -> list[tuple
 def meta_budget_notes(metatrain_dir: str | Path, runs: Sequence[tuple[str, str]], encoder: str = "BiLSTM") -> list[str]:
     """How the runs' meta-training ended, one clause per K, from their ``metrics.json``:
     how many runs, their iterations, and how many stopped by patience or at the cap
-    (runs written before ``stopped_by`` was recorded are counted as such)."""
+    (runs written before ``stopped_by`` was recorded are counted as such), and how many
+    were resumed from a saved state after a stop (``resumed_at``)."""
     entries: dict[int, list[dict]] = {}
     for held_out, method in runs:
         path = Path(metatrain_dir) / f"{held_out}-{method}" / "metrics.json"
@@ -63,6 +64,8 @@ def meta_budget_notes(metatrain_dir: str | Path, runs: Sequence[tuple[str, str]]
         span = f"{iterations[0]:,}" if iterations[0] == iterations[-1] else f"{iterations[0]:,} to {iterations[-1]:,}"
         ends = [f"{stops[s]} {text}" for s, text in (("patience", "stopped by patience"), ("cap", "at the iteration cap"),
                                                      ("unrecorded", "without a recorded stop reason")) if stops[s]]  # fmt: skip
+        resumed = sum(1 for e in group if e.get("resumed_at"))
+        ends += [f"{resumed} resumed from a saved state after a stop"] if resumed else []
         notes.append(f"K = {k}: {len(group)} runs of {span} iterations (median {int(median(iterations)):,}), "
                      f"{', '.join(ends)}")  # fmt: skip
     return [f"Meta-training ({encoder}): {'; '.join(notes)}."] if notes else []

@@ -415,7 +415,7 @@ def test_meta_budget_notes_count_the_stop_reasons(tmp_path: Path) -> None:
     from hgda_core.report_logs import meta_budget_notes
 
     runs = {("Disease", "hgda"): {"K5": {"iterations": 300, "stopped_by": "patience"},
-                                  "K10": {"iterations": 1500, "stopped_by": "cap"}},
+                                  "K10": {"iterations": 1500, "stopped_by": "cap", "resumed_at": [650, 1200]}},
             ("Gene", "hgda"): {"K5": {"iterations": 450, "stopped_by": "patience"},
                                "K10": {"iterations": 100}},
             ("Drug", "transfer"): {"K5": {"iterations": 200, "stopped_by": "patience"}}}  # fmt: skip
@@ -425,7 +425,7 @@ def test_meta_budget_notes_count_the_stop_reasons(tmp_path: Path) -> None:
     notes = meta_budget_notes(tmp_path, [*runs, ("Species", "hgda")], "BiLSTM")  # Species: no folder
     assert notes == ["Meta-training (BiLSTM): K = 5: 3 runs of 200 to 450 iterations (median 300), 3 stopped by "
                      "patience; K = 10: 2 runs of 100 to 1,500 iterations (median 800), 1 at the iteration cap, "
-                     "1 without a recorded stop reason."]
+                     "1 without a recorded stop reason, 1 resumed from a saved state after a stop."]
     assert meta_budget_notes(tmp_path / "none", []) == []
 
 
