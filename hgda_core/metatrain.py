@@ -9,11 +9,11 @@ paper's Table 1.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import io
 import json
 import zlib
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence

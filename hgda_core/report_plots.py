@@ -67,6 +67,10 @@ def _grid(n: int, ncols: int, size: tuple[float, float]) -> tuple[Figure, list]:
     return fig, flat[:n]
 
 
+def _metric_title(metric: str) -> str:
+    return metric.upper() if metric == "f1" else metric.capitalize()
+
+
 PAPER_MARKER = "D"
 """The paper's values in :func:`f1_vs_k_figure`: hollow diamonds in the method's colour."""
 
@@ -112,7 +116,7 @@ def f1_vs_k_figure(scores: pd.DataFrame, corpora: Sequence[str], metric: str = "
         handles.append(Line2D([], [], color="black", marker=PAPER_MARKER, markerfacecolor="none", linestyle="none"))
         labels.append("the paper's value")
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(handles), 9))
-    title = f"{metric.upper() if metric == 'f1' else metric.capitalize()} against K"
+    title = f"{_metric_title(metric)} against K"
     paper_note = "; hollow diamonds: the paper's values" if drawn_paper else ""
     fig.suptitle(f"{title} per corpus (error bars: std over repetitions; * and dashed: BERT encoder{paper_note})")
     return fig
@@ -122,8 +126,7 @@ def plot_f1_vs_k(scores: pd.DataFrame, path: str | Path, corpora: Sequence[str],
                  paper: pd.DataFrame | None = None) -> None:
     """Write :func:`f1_vs_k_figure` (a placeholder when ``scores`` is empty)."""
     if scores.empty:
-        placeholder(path, f"{metric.upper() if metric == 'f1' else metric.capitalize()} against K",
-                    "No rows in scores.csv.")
+        placeholder(path, f"{_metric_title(metric)} against K", "No rows in scores.csv.")
         return
     save(f1_vs_k_figure(scores, corpora, metric, paper), path)
 

@@ -13,7 +13,7 @@ A run can be resumed: with a ``state_file`` the loop's whole state (weights, opt
 and schedule, the sampler's and torch's generators, the stopping rule's counters, the
 curve, the snapshots and the log so far) is saved atomically after every
 meta-validation, and a later call with the same ``state_key`` continues from it.  The
-resumed run is the uninterrupted run, bit for bit (``tests/test_trainer.py``); the file
+resumed run is the uninterrupted run, bit for bit (``tests/test_metatrain.py``); the file
 is removed when the run ends.
 """
 
@@ -104,6 +104,12 @@ def _set_rng_states(states: Mapping[str, Any]) -> None:
 
 def _stateful(obj: Any) -> bool:
     return hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")
+
+
+def _save_loop_state(state_file: str | Path, state: dict) -> None:
+    """Write the loop's state atomically: a kill while saving leaves the previous one."""
+    with atomic_write(state_file, "wb") as fh:
+        torch.save(state, fh)
 
 
 def load_loop_state(state_file: str | Path, state_key: Mapping[str, Any] | None) -> dict | None:
@@ -206,7 +212,7 @@ def train(
             log.info("early stop at iteration %d (best %.4f at %d)", iteration, best, best_iteration)
             break
         if state_file is not None and evaluated and iteration < config.max_iterations:
-            state = {
+            _save_loop_state(state_file, {
                 "key": dict(state_key) if state_key is not None else None,
                 "iteration": iteration,
                 "model": model.trainable_state(),
@@ -218,9 +224,7 @@ def train(
                 "best": best, "initial": initial, "best_state": best_state, "best_iteration": best_iteration,
                 "bad": bad, "curve": curve, "snapshots": snapshots, "window": window,
                 "seconds": spent + time.perf_counter() - started, "resumed_at": resumed_at,
-            }
-            with atomic_write(state_file, "wb") as fh:
-                torch.save(state, fh)
+            })
     model.load_trainable_state(best_state)
     if state_file is not None:
         Path(state_file).unlink(missing_ok=True)

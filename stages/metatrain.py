@@ -74,6 +74,11 @@ class _Run:
 _RUN: _Run | None = None  # set in the parent, inherited by forked workers
 
 
+def state_file(state_dir: Path, name: str, k: int) -> Path:
+    """Where the run ``name`` (``<held_out>-<method>``) keeps its resumable state for K."""
+    return state_dir / f"{name}-K{k}.pt"
+
+
 def train_k(k: int) -> tuple[dict, list[dict]]:
     """Meta-train for one K; save its checkpoint and log; return its metrics and curve."""
     assert _RUN is not None
@@ -85,7 +90,7 @@ def train_k(k: int) -> tuple[dict, list[dict]]:
     model, result = meta_train(
         run.corpora, run.factory, run.held_out, run.method, k, run.meta, run.params["seed"], train_log,
         theta_lr=run.theta_lr, device=run.device, amp=run.amp,
-        state_file=run.state_dir / f"{name}-K{k}.pt", state_key=run.state_key,
+        state_file=state_file(run.state_dir, name, k), state_key=run.state_key,
     )
     model.save(run.model_dir / f"K{k}.pt", held_out=run.held_out, method=run.method, shots=k)
     for iteration, state in sorted(result.snapshots.items()):
@@ -146,7 +151,7 @@ def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT, o
             shutil.rmtree(folder, ignore_errors=True)
     if restart:
         for k in shots:
-            (state_dir / f"{name}-K{k}.pt").unlink(missing_ok=True)
+            state_file(state_dir, name, k).unlink(missing_ok=True)
     vectors = WordVectors.load(root / "data" / "embeddings" / "vectors.npz") if spec.encoder == "bilstm" else None
     _RUN = _Run(
         held_out, method, params, MetaTrainParams(**meta),
