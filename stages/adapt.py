@@ -21,7 +21,11 @@ every K of the configured encoder.
 
 Run from the repository root: ``python -m stages.adapt``; ``--shots 10 --corpora
 NCBI-disease,BC5CDR-disease`` runs one (K, held-out domain) part of the grid and replaces
-only its rows (record the finished grid with ``dvc commit adapt``).
+only its rows (record the finished grid with ``dvc commit adapt``).  ``--methods hgda``
+narrows a part to some methods (the draws, decoders and dropout do not depend on the
+method, so the rows are those of a run of all of them); with ``--out PART`` the rows go to
+a part file instead of ``reports/``, and ``--merge PART…`` adds finished parts to
+``scores.csv`` — so that the tables never set a re-run method beside an old one.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import logging
 import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -177,9 +181,8 @@ def adapt_all(params: dict[str, Any], root: Path = ROOT, progress: bool = True) 
     return rows
 
 
-def kept_rows(path: Path, corpora: list[str], replaced: set[tuple[str, int, str]]) -> list[dict]:
-    """Rows of an earlier ``scores.csv`` that this run keeps: those of the configured
-    ``corpora`` whose (encoder, K, corpus) is not in ``replaced``.  Values stay as written.
+def read_rows(path: Path) -> list[dict]:
+    """The rows of a ``scores.csv``-shaped file, values as written ([] when it is absent).
 
     Raises:
         ValueError: when the file's header is not :data:`COLUMNS` or a row is malformed.
@@ -191,19 +194,43 @@ def kept_rows(path: Path, corpora: list[str], replaced: set[tuple[str, int, str]
         if tuple(reader.fieldnames or ()) != COLUMNS:
             raise ValueError(f"{path}:1: header {','.join(reader.fieldnames or ())!r} is not the expected "
                              f"{','.join(COLUMNS)!r}; move the file away to start afresh")
-        kept = []
+        rows = []
         for line, row in enumerate(reader, start=2):
-            if None in row or None in row.values() or not row["shots"].isdigit():
-                raise ValueError(f"{path}:{line}: expected {len(COLUMNS)} fields with an integer K, got {row}")
-            if row["corpus"] in corpora and (row["encoder"], int(row["shots"]), row["corpus"]) not in replaced:
-                kept.append(row)
-    return kept
+            if None in row or None in row.values() or not row["shots"].isdigit() or not row["repetition"].isdigit():
+                raise ValueError(f"{path}:{line}: expected {len(COLUMNS)} fields with an integer K and repetition, got {row}")
+            rows.append(row)
+    return rows
 
 
-def merge_rows(kept: list[dict], rows: list[dict]) -> list[dict]:
-    """Earlier rows and this run's in one order: by encoder, then K, then as they came."""
-    merged = kept + rows
-    return sorted(merged, key=lambda r: (r["encoder"] != "bilstm", r["encoder"], int(r["shots"])))
+def kept_rows(
+    path: Path, corpora: list[str], replaced: set[tuple[str, int, str]], methods: set[str] | None = None,
+) -> list[dict]:
+    """Rows of an earlier ``scores.csv`` that this run keeps: those of the configured
+    ``corpora`` whose (encoder, K, corpus) is not in ``replaced`` — or, with ``methods``,
+    whose method is not among them (a run of some methods keeps the others' rows).
+    Values stay as written.
+
+    Raises:
+        ValueError: when the file's header is not :data:`COLUMNS` or a row is malformed.
+    """
+    def is_replaced(row: dict) -> bool:
+        return (row["encoder"], int(row["shots"]), row["corpus"]) in replaced and (methods is None or row["method"] in methods)
+
+    return [row for row in read_rows(path) if row["corpus"] in corpora and not is_replaced(row)]
+
+
+def merge_rows(kept: list[dict], rows: list[dict], corpora: Sequence[str] = (), methods: Sequence[str] = ()) -> list[dict]:
+    """Earlier rows and this run's in one canonical order, whatever order the parts landed
+    in: by encoder (BiLSTM first), K, corpus (``corpora``' order), repetition, method
+    (``methods``' order); names not in those lists after the others, as they came."""
+    corpus_rank = {c: i for i, c in enumerate(corpora)}
+    method_rank = {m: i for i, m in enumerate(methods)}
+
+    def key(row: dict) -> tuple:
+        return (row["encoder"] != "bilstm", row["encoder"], int(row["shots"]), corpus_rank.get(row["corpus"], len(corpus_rank)),
+                int(row["repetition"]), method_rank.get(row["method"], len(method_rank)))
+
+    return sorted(kept + rows, key=key)
 
 
 def write_reports(rows: list[dict], root: Path = ROOT) -> None:
@@ -214,25 +241,61 @@ def write_reports(rows: list[dict], root: Path = ROOT) -> None:
 def run(
     params: dict[str, Any], root: Path = ROOT, progress: bool = True,
     shots: list[int] | None = None, corpora: list[str] | None = None,
+    methods: list[str] | None = None, out: Path | None = None,
 ) -> None:
     """Score every row, then write both reports (nothing is written if a row fails).
 
-    ``shots`` / ``corpora``: run only these K / target corpora (of params.yaml's), replacing
-    only their rows — a grid too long for one sitting lands one (K, held-out domain) at a time.
+    ``shots`` / ``corpora`` / ``methods``: run only these K / target corpora / methods (of
+    params.yaml's), replacing only their rows — a grid too long for one sitting lands one
+    (K, held-out domain) or one (K, held-out domain, method) at a time; a row depends only
+    on its (corpus, K, repetition, method), so the parts give the rows of one whole run.
+    ``out``: write the rows to this part file instead (it accumulates in the same way;
+    ``reports/`` is not touched) — :func:`merge_parts` adds it to ``scores.csv`` later.
     """
     torch.set_num_threads(params["threads"])
     params = effective_params(params)
     encoder = params["model"].get("encoder", "bilstm")
-    for name, asked, configured in (("--shots", shots, shots_list(params["shots"])), ("--corpora", corpora, params["corpora"])):
+    asked_lists = (("--shots", shots, shots_list(params["shots"])), ("--corpora", corpora, params["corpora"]),
+                   ("--methods", methods, params["adapt"]["methods"]))
+    for name, asked, configured in asked_lists:
         if asked and not set(asked) <= set(configured):
             raise ValueError(f"{name} {','.join(map(str, asked))} must be among params.yaml's {configured}")
-    run_params = {**params, "shots": shots or params["shots"], "corpora": corpora or params["corpora"]}
+    run_params = {**params, "shots": shots or params["shots"], "corpora": corpora or params["corpora"],
+                  "adapt": {**params["adapt"], "methods": methods or params["adapt"]["methods"]}}
     replaced = {(encoder, k, c) for k in shots_list(run_params["shots"]) for c in run_params["corpora"]}
-    kept = kept_rows(root / "reports" / "scores.csv", params["corpora"], replaced)  # fail before the work
+    target = out or root / "reports" / "scores.csv"
+    kept = kept_rows(target, params["corpora"], replaced, set(methods) if methods else None)  # fail before the work
     rows = adapt_all(run_params, root, progress)
-    write_reports(merge_rows(kept, rows), root)
-    log.info("wrote %d new rows (%d kept from earlier runs) to reports/scores.csv and reports/adapt_metrics.json",
-             len(rows), len(kept))
+    merged = merge_rows(kept, rows, params["corpora"], params["adapt"]["methods"])
+    if out is None:
+        write_reports(merged, root)
+    else:
+        write_text(out, csv_text(merged, COLUMNS))
+    log.info("wrote %d new rows (%d kept from earlier runs) to %s", len(rows), len(kept), target)
+
+
+def merge_parts(params: dict[str, Any], parts: list[Path], root: Path = ROOT) -> None:
+    """Add the rows of part files (``run(out=...)``) to ``scores.csv``: each replaces the
+    row of the same (encoder, K, corpus, repetition, method), the other rows stay; then
+    both reports are written.  Every part is read before anything is written.
+
+    Raises:
+        ValueError: a malformed part, or a row of a corpus or method not in params.yaml.
+    """
+    params = effective_params(params)
+    incoming: list[dict] = []
+    for part in parts:
+        if not part.is_file():
+            raise ValueError(f"{part}: no such part file")
+        for line, row in enumerate(read_rows(part), start=2):
+            if row["corpus"] not in params["corpora"]:
+                raise ValueError(f"{part}:{line}: corpus {row['corpus']!r} is not among params.yaml's {params['corpora']}")
+            incoming.append(row)
+    key = lambda r: (r["encoder"], int(r["shots"]), r["corpus"], int(r["repetition"]), r["method"])  # noqa: E731
+    new = {key(r) for r in incoming}
+    kept = [r for r in kept_rows(root / "reports" / "scores.csv", params["corpora"], set()) if key(r) not in new]
+    write_reports(merge_rows(kept, incoming, params["corpora"], params["adapt"]["methods"]), root)
+    log.info("merged %d rows from %s into reports/scores.csv (%d kept)", len(incoming), ", ".join(map(str, parts)), len(kept))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -242,12 +305,22 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shots", default="", help="comma-separated K of `shots` to run (default: all)")
     parser.add_argument("--corpora", default="", help="comma-separated target corpora of `corpora` (default: all)")
+    parser.add_argument("--methods", default="", help="comma-separated methods of `adapt.methods` (default: all)")
+    parser.add_argument("--out", default="", help="write the rows to this part file, not reports/ (see --merge)")
+    parser.add_argument("--merge", nargs="+", default=[], metavar="PART",
+                        help="add the rows of these part files to reports/scores.csv (no adaptation)")
     args = parser.parse_args(argv)
     setup_logging()
     shots = [int(k) for k in args.shots.split(",") if k.strip()] or None
     corpora = [c for c in args.corpora.split(",") if c.strip()] or None
+    methods = [m for m in args.methods.split(",") if m.strip()] or None
     try:
-        run(load_params(), shots=shots, corpora=corpora)
+        if args.merge:
+            if shots or corpora or methods or args.out:
+                raise ValueError("--merge takes no other option")
+            merge_parts(load_params(), [Path(p) for p in args.merge])
+        else:
+            run(load_params(), shots=shots, corpora=corpora, methods=methods, out=Path(args.out) if args.out else None)
     except ValueError as err:
         sys.exit(f"error: {err}")
 

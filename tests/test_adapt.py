@@ -363,6 +363,74 @@ def test_rows_do_not_depend_on_the_number_of_workers(layout) -> None:
     assert drop_seconds(one) == drop_seconds(two)
 
 
+def _without_seconds(text: str) -> list[str]:
+    return [line.rsplit(",", 1)[0] for line in text.splitlines()]
+
+
+def test_methods_run_one_at_a_time_give_the_rows_of_one_run(layout) -> None:
+    """``--methods scratch`` then ``--methods hgda`` write the rows, and the row order, of
+    one run of both: a row depends only on its (corpus, K, repetition, method)."""
+    root, params = layout
+    stage.run(params, root, progress=False)
+    together = (root / "reports" / "scores.csv").read_text()
+    (root / "reports" / "scores.csv").unlink()
+    stage.run(params, root, progress=False, methods=["scratch"])
+    assert {r["method"] for r in _read_rows(root)} == {"scratch"}
+    stage.run(params, root, progress=False, methods=["hgda"])
+    apart = (root / "reports" / "scores.csv").read_text()
+    assert _without_seconds(apart) == _without_seconds(together)
+    assert len(together.splitlines()) == 1 + 2 * 2 * 2
+    with pytest.raises(ValueError, match=r"--methods metaner must be among params.yaml's \['hgda', 'scratch'\]"):
+        stage.run(params, root, progress=False, methods=["metaner"])
+
+
+def test_a_part_file_leaves_reports_alone_until_merged(layout) -> None:
+    """``--out PART`` accumulates rows in PART only; ``--merge PART`` then replaces the same
+    (encoder, K, corpus, repetition, method) rows of scores.csv and keeps the others."""
+    root, params = layout
+    stage.run(params, root, progress=False)
+    before = (root / "reports" / "scores.csv").read_text()
+    metrics_before = (root / "reports" / "adapt_metrics.json").read_text()
+    part = root / "parts" / "K5-hgda.csv"
+    params["adapt"]["steps"] = 1
+    stage.run(params, root, progress=False, shots=[5], methods=["hgda"], out=part)
+    assert (root / "reports" / "scores.csv").read_text() == before
+    assert (root / "reports" / "adapt_metrics.json").read_text() == metrics_before
+    with open(part, newline="") as fh:
+        part_rows = list(csv.DictReader(fh))
+    assert [(r["shots"], r["method"], r["steps"]) for r in part_rows] == [("5", "hgda", "1")] * 2
+    stage.merge_parts(params, [part], root)
+    after = _read_rows(root)
+    old = {(r["shots"], r["repetition"], r["method"]): r for r in csv.DictReader(before.splitlines())}
+    new = {(r["shots"], r["repetition"], r["method"]): r for r in after}
+    assert set(new) == set(old)
+    for key, row in new.items():
+        expected = next(p for p in part_rows if p["repetition"] == key[1]) if key[:1] == ("5",) and key[2] == "hgda" else old[key]
+        assert row == expected
+    assert [(r["shots"], r["repetition"], r["method"]) for r in after] == list(old)  # canonical order kept
+    metrics = json.loads((root / "reports" / "adapt_metrics.json").read_text())
+    part_mean = sum(float(r["f1"]) for r in part_rows) / 2
+    assert metrics["bilstm"]["hgda"]["disease-corpus"]["K5"]["f1"]["mean"] == pytest.approx(part_mean, abs=5e-5)
+
+
+def test_a_bad_part_is_named_before_anything_is_written(layout) -> None:
+    root, params = layout
+    stage.run(params, root, progress=False)
+    before = (root / "reports" / "scores.csv").read_text()
+    rows = before.splitlines()
+    foreign = root / "foreign.csv"
+    foreign.write_text(rows[0] + "\n" + rows[1].replace("disease-corpus", "other-corpus") + "\n")
+    with pytest.raises(ValueError, match=r"foreign\.csv:2: corpus 'other-corpus' is not among params.yaml's"):
+        stage.merge_parts(params, [root / "reports" / "scores.csv", foreign], root)
+    with pytest.raises(ValueError, match=r"absent\.csv: no such part file"):
+        stage.merge_parts(params, [root / "absent.csv"], root)
+    broken = root / "broken.csv"
+    broken.write_text(rows[0] + "\n" + rows[1].rsplit(",", 3)[0] + "\n")
+    with pytest.raises(ValueError, match=rf"broken\.csv:2: expected {len(COLUMNS)} fields"):
+        stage.merge_parts(params, [broken], root)
+    assert (root / "reports" / "scores.csv").read_text() == before
+
+
 def test_interrupted_stage_leaves_the_old_scores_intact(layout, monkeypatch) -> None:
     root, params = layout
     old = ",".join(COLUMNS) + "\n"
