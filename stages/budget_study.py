@@ -20,7 +20,8 @@ a time, everything else at the protocol's defaults:
   its step on the test split inflates F1.
 
 Rows go to ``reports/budget_study.csv`` (one per factor level, method, corpus, K and draw;
-a factor's earlier rows for the same held-out domain and K are replaced), and
+a factor's earlier rows for the same held-out domain, K and method are replaced, so the
+methods of one K can run one at a time, each while its checkpoints exist), and
 :mod:`stages.budget_report` renders ``reports/budget_study.md`` and its plot.
 
 Run from the repository root after the grid's meta-training, e.g.::
@@ -202,12 +203,13 @@ def _best_iteration(metrics_path: Path, k: int) -> int | str:
     return json.loads(metrics_path.read_text(encoding="utf-8")).get(f"K{k}", {}).get("best_iteration", "")
 
 
-def write_rows(rows: list[dict], done: set[tuple[str, str, str]], out: Path = OUT) -> None:
-    """Replace the earlier rows of each (factor, held-out, K) in ``done`` by ``rows``, atomically."""
+def write_rows(rows: list[dict], done: set[tuple[str, str, str, str]], out: Path = OUT) -> None:
+    """Replace the earlier rows of each (factor, held-out, K, method) in ``done`` by ``rows``,
+    atomically: a run of some methods keeps the other methods' rows of the same factor."""
     kept = []
     if out.is_file():
         with open(out, newline="", encoding="utf-8") as fh:
-            kept = [r for r in csv.DictReader(fh) if (r["factor"], r["held_out"], r["shots"]) not in done]
+            kept = [r for r in csv.DictReader(fh) if (r["factor"], r["held_out"], r["shots"], r["method"]) not in done]
     write_text(out, csv_text(kept + rows, FIELDS))
 
 
@@ -255,7 +257,8 @@ def main(argv: list[str] | None = None) -> None:
                     study.vectors_factor(held_out, k, meta)
                 else:
                     study.oracle(held_out, k, methods, args.oracle_every)
-                write_rows(study.rows, {(factor, held_out, str(k))}, ROOT / args.out)
+                ran = set(methods) | {row["method"] for row in study.rows}
+                write_rows(study.rows, {(factor, held_out, str(k), m) for m in ran}, ROOT / args.out)
                 log.info("%s, %s held out, K=%d: %d rows in %.0f s", factor, held_out, k, len(study.rows),
                          time.perf_counter() - started)  # fmt: skip
 

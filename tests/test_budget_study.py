@@ -22,17 +22,20 @@ def test_random_vectors_keep_vocabulary_shape_and_moments_and_zero_pad_unk() -> 
     assert np.array_equal(random_like(vectors, seed=4).vectors, noise.vectors)
 
 
-def test_rows_of_a_factor_replace_only_that_factors_rows(tmp_path) -> None:
+def test_rows_of_a_factor_replace_only_that_factors_rows_of_the_methods_run(tmp_path) -> None:
     out = tmp_path / "study.csv"
     row = {f: "" for f in FIELDS}
-    first = [{**row, "factor": "steps", "held_out": "Disease", "shots": 10, "f1": 0.1},
-             {**row, "factor": "oracle", "held_out": "Disease", "shots": 10, "f1": 0.2},
-             {**row, "factor": "steps", "held_out": "Gene", "shots": 10, "f1": 0.3}]
+    first = [{**row, "factor": "steps", "held_out": "Disease", "shots": 10, "method": "hgda", "f1": 0.1},
+             {**row, "factor": "steps", "held_out": "Disease", "shots": 10, "method": "transfer", "f1": 0.4},
+             {**row, "factor": "oracle", "held_out": "Disease", "shots": 10, "method": "hgda", "f1": 0.2},
+             {**row, "factor": "steps", "held_out": "Gene", "shots": 10, "method": "hgda", "f1": 0.3}]
     write_rows(first, set(), out)
-    write_rows([{**row, "factor": "steps", "held_out": "Disease", "shots": 10, "f1": 0.9}], {("steps", "Disease", "10")}, out)
+    write_rows([{**row, "factor": "steps", "held_out": "Disease", "shots": 10, "method": "hgda", "f1": 0.9}],
+               {("steps", "Disease", "10", "hgda")}, out)
     with open(out, newline="") as fh:
-        got = [(r["factor"], r["held_out"], r["f1"]) for r in csv.DictReader(fh)]
-    assert got == [("oracle", "Disease", "0.2"), ("steps", "Gene", "0.3"), ("steps", "Disease", "0.9")]
+        got = [(r["factor"], r["held_out"], r["method"], r["f1"]) for r in csv.DictReader(fh)]
+    assert got == [("steps", "Disease", "transfer", "0.4"), ("oracle", "Disease", "hgda", "0.2"),
+                   ("steps", "Gene", "hgda", "0.3"), ("steps", "Disease", "hgda", "0.9")]
 
 
 def test_the_report_table_averages_draws_per_corpus_then_corpora_and_orders_levels() -> None:
