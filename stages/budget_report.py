@@ -43,13 +43,21 @@ DESIGN = {"meta_iterations": (10, 50), "steps": (10, 50), "sampling": (5, 10), "
 
 def missing(rows: pd.DataFrame, min_domains: int = 2) -> list[str]:
     """The parts of :data:`DESIGN` the rows lack: a (factor, K) with fewer than
-    ``min_domains`` held-out domains."""
+    ``min_domains`` held-out domains that have every method of the factor (the methods
+    its rows hold anywhere), naming the domains that have only some of them."""
     gaps = []
     for factor, shots in DESIGN.items():
+        of_factor = rows[rows["factor"] == factor]
+        expected = set(of_factor["method"]) if "method" in of_factor else set()
         for k in shots:
-            found = rows[(rows["factor"] == factor) & (rows["shots"].astype(int) == k)]["held_out"].nunique()
-            if found < min_domains:
-                gaps.append(f"{factor} at K = {k} ({found} of {min_domains} held-out domains)")
+            at_k = of_factor[of_factor["shots"].astype(int) == k]
+            found = {d: set(g["method"]) if "method" in g else set() for d, g in at_k.groupby("held_out")}
+            complete = [d for d, methods in found.items() if methods >= expected]
+            partial = [f"{d}: {len(methods & expected)} of {len(expected)} methods"
+                       for d, methods in sorted(found.items()) if not methods >= expected]  # fmt: skip
+            if len(complete) < min_domains or partial:
+                gaps.append(f"{factor} at K = {k} ({len(complete)} of {min_domains} held-out domains"
+                            + "".join(f"; {p}" for p in partial) + ")")  # fmt: skip
     return gaps
 
 

@@ -83,3 +83,8 @@ def test_the_report_names_each_part_of_the_design_with_too_few_domains() -> None
     assert gaps[:3] == ["meta_iterations at K = 50 (0 of 2 held-out domains)",
                         "steps at K = 10 (1 of 2 held-out domains)", "steps at K = 50 (0 of 2 held-out domains)"]
     assert "vectors at K = 10 (1 of 2 held-out domains)" in gaps and len(gaps) == 7
+    # A domain with only some of the factor's methods does not count, and is named.
+    rows = pd.DataFrame({"factor": ["meta_iterations"] * 5, "held_out": ["Disease", "Disease", "Drug", "Drug", "Gene"],
+                         "shots": [50, 50, 50, 50, 50], "method": ["hgda", "metaner", "hgda", "metaner", "hgda"]})
+    assert missing(rows)[1] == "meta_iterations at K = 50 (2 of 2 held-out domains; Gene: 1 of 2 methods)"
+    assert missing(rows.iloc[:3])[1] == "meta_iterations at K = 50 (1 of 2 held-out domains; Drug: 1 of 2 methods)"
