@@ -88,3 +88,14 @@ def test_the_report_names_each_part_of_the_design_with_too_few_domains() -> None
                          "shots": [50, 50, 50, 50, 50], "method": ["hgda", "metaner", "hgda", "metaner", "hgda"]})
     assert missing(rows)[1] == "meta_iterations at K = 50 (2 of 2 held-out domains; Gene: 1 of 2 methods)"
     assert missing(rows.iloc[:3])[1] == "meta_iterations at K = 50 (1 of 2 held-out domains; Drug: 1 of 2 methods)"
+
+
+def test_the_covered_list_marks_a_domain_with_only_some_of_the_factors_methods() -> None:
+    import pandas as pd
+
+    from stages.budget_report import coverage
+
+    rows = pd.DataFrame({"held_out": ["Disease", "Disease", "Drug", "Drug", "Gene"], "shots": [10, 10, 50, 10, 50],
+                         "method": ["hgda", "metaner", "hgda", "metaner", "metaner"]})
+    assert coverage(rows) == ["Disease K = 10", "Drug K = 10 (1 of 2 methods)", "Drug K = 50 (1 of 2 methods)",
+                              "Gene K = 50 (1 of 2 methods)"]
