@@ -47,14 +47,12 @@ def missing(rows: pd.DataFrame, min_domains: int = 2) -> list[str]:
     its rows hold anywhere), naming the domains that have only some of them."""
     gaps = []
     for factor, shots in DESIGN.items():
-        of_factor = rows[rows["factor"] == factor]
-        expected = set(of_factor["method"]) if "method" in of_factor else set()
+        expected, found = methods_by_domain(rows[rows["factor"] == factor])
         for k in shots:
-            at_k = of_factor[of_factor["shots"].astype(int) == k]
-            found = {d: set(g["method"]) if "method" in g else set() for d, g in at_k.groupby("held_out")}
-            complete = [d for d, methods in found.items() if methods >= expected]
+            at_k = {d: methods for (d, shot), methods in found.items() if shot == k}
+            complete = [d for d, methods in at_k.items() if methods >= expected]
             partial = [f"{d}: {len(methods & expected)} of {len(expected)} methods"
-                       for d, methods in sorted(found.items()) if not methods >= expected]  # fmt: skip
+                       for d, methods in at_k.items() if not methods >= expected]  # fmt: skip
             if len(complete) < min_domains or partial:
                 gaps.append(f"{factor} at K = {k} ({len(complete)} of {min_domains} held-out domains"
                             + "".join(f"; {p}" for p in partial) + ")")  # fmt: skip
@@ -64,12 +62,19 @@ def missing(rows: pd.DataFrame, min_domains: int = 2) -> list[str]:
 def coverage(group: pd.DataFrame) -> list[str]:
     """The (held-out domain, K) pairs of one factor's rows, each marked with the share of the
     factor's methods it has when it lacks some: ``Drug K = 50 (2 of 4 methods)``."""
-    expected = set(group["method"])
-    labels = []
-    for (held_out, k), g in group.groupby(["held_out", "shots"]):
-        have = set(g["method"])
-        labels.append(f"{held_out} K = {k}" + ("" if have >= expected else f" ({len(have)} of {len(expected)} methods)"))
-    return sorted(labels)
+    expected, found = methods_by_domain(group)
+    return sorted(f"{d} K = {k}" + ("" if methods >= expected else f" ({len(methods)} of {len(expected)} methods)")
+                  for (d, k), methods in found.items())  # fmt: skip
+
+
+def methods_by_domain(of_factor: pd.DataFrame) -> tuple[set[str], dict[tuple[str, int], set[str]]]:
+    """One factor's methods (those its rows hold anywhere) and, per (held-out domain, K) in
+    domain order, the methods it has rows of."""
+    has_method = "method" in of_factor
+    expected = set(of_factor["method"]) if has_method else set()
+    found = {(d, int(k)): set(g["method"]) if has_method else set()
+             for (d, k), g in of_factor.groupby(["held_out", of_factor["shots"].astype(int)])}  # fmt: skip
+    return expected, found
 
 
 def level_order(levels: pd.Series) -> list[str]:
