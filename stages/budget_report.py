@@ -51,7 +51,7 @@ def missing(rows: pd.DataFrame, min_domains: int = 2) -> list[str]:
         for k in shots:
             at_k = {d: methods for (d, shot), methods in found.items() if shot == k}
             complete = [d for d, methods in at_k.items() if methods >= expected]
-            partial = [f"{d}: {len(methods & expected)} of {len(expected)} methods"
+            partial = [f"{d}: {len(methods)} of {len(expected)} methods"
                        for d, methods in at_k.items() if not methods >= expected]  # fmt: skip
             if len(complete) < min_domains or partial:
                 gaps.append(f"{factor} at K = {k} ({len(complete)} of {min_domains} held-out domains"
