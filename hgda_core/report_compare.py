@@ -34,13 +34,17 @@ def comparison_label(method: str, baseline: str, encoder: str) -> str:
     return f"{method_label(method, encoder)} vs {method_label(baseline, encoder)}"
 
 
-def significance_summary(significance: pd.DataFrame) -> pd.DataFrame:
-    """Per comparison (encoder, method vs baseline) and K: ``significant cells/cells tested``."""
+def significance_summary(significance: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """Per comparison (encoder, method vs baseline) and K: ``significant cells/cells tested``,
+    followed by ``(n worse)`` where the *baseline* is significantly better in n cells (its
+    Holm-corrected t-test p < ``alpha`` with a negative mean difference), so that a
+    comparison a method loses is not read as a tie."""
     rows = []
     for (encoder, method, baseline), group in significance.groupby(["encoder", "method", "baseline"], sort=False):
         row = {"Comparison": comparison_label(method, baseline, encoder)}
         for k, cells in group.groupby("shots"):
-            row[f"K = {k}"] = f"{int(cells['significant'].sum())}/{len(cells)}"
+            worse = int(((cells["p_t_holm"] < alpha) & (cells["mean_diff"] < 0)).sum())
+            row[f"K = {k}"] = f"{int(cells['significant'].sum())}/{len(cells)}" + (f" ({worse} worse)" if worse else "")
         rows.append(row)
     return pd.DataFrame(rows).fillna("—")
 
@@ -62,10 +66,17 @@ def render_significance(significance: pd.DataFrame, alpha: float) -> tuple[str, 
         "Mean diff.": sig["mean_diff"], "t": sig["t"],
         "p (t)": sig["p_t"].map(format_p), "p (t, Holm)": sig["p_t_holm"].map(format_p),
         "p (W)": sig["p_wilcoxon"].map(format_p), "p (W, Holm)": sig["p_wilcoxon_holm"].map(format_p),
-        "Significant": sig["significant"].map({True: "yes", False: ""}),
+        "Significant": [
+            "yes" if r.significant else "baseline better" if r.p_t_holm < alpha and r.mean_diff < 0 else ""
+            for r in sig.itertuples()
+        ],
     })  # fmt: skip
-    caption = "Significant cells (F1) per comparison and K: significant/tested. " + how
-    summary = significance_summary(sig)
+    caption = (
+        "Significant cells (F1) per comparison and K: significant/tested; (n worse): n cells where the "
+        "baseline is significantly better (Holm-corrected t-test p < " + f"{alpha:g}" + ", mean difference < 0). "
+        + how
+    )
+    summary = significance_summary(sig, alpha)
     md = "# Significance (F1)\n\n" + to_markdown(summary, caption=caption)
     md += "\n## Every cell\n\n" + to_markdown(cells, decimals={"Mean diff.": 4, "t": 2})
     return md, to_latex(summary, caption=tex_words(caption), label="tab:significance")

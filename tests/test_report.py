@@ -19,7 +19,14 @@ import pytest
 
 from hgda_core.data import Corpus, CorpusSplit, Sentence, save_corpus
 from hgda_core.report import FILES, ReportConfig, build_report
-from hgda_core.report_compare import load_paper_results, paper_vs_ours, render_paper_vs_ours, render_paper_vs_ours_latex
+from hgda_core.report_compare import (
+    load_paper_results,
+    paper_vs_ours,
+    render_paper_vs_ours,
+    render_paper_vs_ours_latex,
+    render_significance,
+    significance_summary,
+)
 from hgda_core.report_logs import SentenceStore, bracketed, read_tasks, render_table1, table1
 from hgda_core.report_tables import best_mask, model_labels, read_scores, render_results, results_table
 from hgda_core.significance import significance_table
@@ -463,3 +470,26 @@ def test_f1_vs_k_marks_the_papers_values_of_the_shown_methods_only():
     bare = f1_vs_k_figure(scores, ["NCBI-disease"])
     assert not [l for ax in bare.axes for l in ax.get_lines() if (l.get_gid() or "").startswith("paper:")]
     assert "hollow" not in bare._suptitle.get_text()
+
+
+def test_significance_summary_counts_cells_the_baseline_wins() -> None:
+    """Per K: cells the method wins (significant), cells tested, and cells the baseline wins
+    (Holm p < alpha with a negative mean difference) -- a loss is not shown as a tie."""
+    cells = [  # (K, corpus, mean_diff, p_t_holm)
+        (5, "a", 0.03, 0.01), (5, "b", -0.02, 0.01), (5, "c", -0.02, 0.20),
+        (10, "a", 0.01, 0.30), (10, "b", -0.04, 0.049), (10, "c", -0.05, 0.001),
+    ]  # fmt: skip
+    sig = pd.DataFrame([
+        {"metric": "f1", "encoder": "bilstm", "method": "hgda", "baseline": "transfer", "shots": k, "corpus": c,
+         "n": 20, "mean_diff": d, "t": 0.0, "p_t": p, "p_t_holm": p, "p_wilcoxon": p, "p_wilcoxon_holm": p,
+         "significant": p < 0.05 and d > 0}
+        for k, c, d, p in cells
+    ])  # fmt: skip
+    summary = significance_summary(sig, alpha=0.05)
+    assert summary.to_dict("records") == [
+        {"Comparison": "HGDA vs Transfer", "K = 5": "1/3 (1 worse)", "K = 10": "0/3 (2 worse)"}
+    ]
+    assert significance_summary(sig, alpha=0.005).iloc[0]["K = 10"] == "0/3 (1 worse)"
+    md, _ = render_significance(sig, 0.05)
+    every_cell = md.split("## Every cell")[1]
+    assert every_cell.count("| baseline better |") == 3 and every_cell.count("| yes |") == 1
