@@ -250,14 +250,18 @@ class MetaLearner:
         """Meta-validation: mean L^lab on each task's query set after adapting on its support.
 
         Run in eval mode (no dropout) so that the number is a deterministic function of
-        the weights; it never changes the model.
+        the weights; it never changes the model.  The inner steps differentiate the
+        encoder in eval mode, which cuDNN's RNN kernels refuse ("cudnn RNN backward can
+        only be called in training mode"), so they run on PyTorch's native kernels (the
+        same function; no effect on the CPU).
         """
         was_training = self.model.training
         self.model.eval()
         total = 0.0
         for task in tasks:
             batch = self.model.task_batch(task.support, task.query, task.domain)
-            fast = self.adapt(batch)
+            with torch.backends.cudnn.flags(enabled=False):
+                fast = self.adapt(batch)
             with torch.no_grad():
                 lab, _ = self.losses(fast, batch, batch.query, None, reduction="mean")
             total += lab.item()

@@ -113,6 +113,14 @@ def _kept_outputs(report_dir: Path, replaced: list[int]) -> tuple[dict, list[dic
     return {key: value for key, value in metrics.items() if int(key[1:]) not in replaced}, curve
 
 
+def worker_count(meta: dict[str, Any], device: torch.device) -> int:
+    """Take ``workers`` out of the ``meta`` section (it is not a :class:`MetaTrainParams`
+    field) and return how many K train at once: ``meta.workers`` on the CPU, 1 on a GPU
+    (a CUDA context does not survive a fork)."""
+    workers = int(meta.pop("workers", 1))
+    return workers if device.type == "cpu" else 1
+
+
 def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT, only: list[int] | None = None,
         restart: bool = False) -> None:
     """Train every K of ``shots`` (``only``: these K, keeping the others' outputs); with
@@ -129,7 +137,7 @@ def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT, o
         raise ValueError(f"{held_out}/{method} is not in params.yaml meta.held_out/meta.methods")
     spec = ModelSpec.from_params(params["model"])
     device = resolve_device(params.get("device", "auto"))
-    workers = meta.pop("workers", 1) if device.type == "cpu" else 1  # no fork after CUDA
+    workers = worker_count(meta, device)
     name = f"{held_out}-{method}"
     model_dir = root / "models" / "metatrain" / spec.encoder / name
     report_dir = root / "reports" / "metatrain" / spec.encoder / name

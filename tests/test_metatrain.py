@@ -335,3 +335,17 @@ def test_stage_resumes_a_killed_run_and_restart_discards_its_state(tmp_path, tin
     stage.run(params, "Drug", "hgda", killed, restart=True)
     metrics = json.loads((killed / "reports" / "metatrain" / "bilstm" / "Drug-hgda" / "metrics.json").read_text())
     assert "resumed_at" not in metrics["K4"] and not state.exists()
+
+
+@pytest.mark.parametrize(("device", "expected"), [("cpu", 2), ("cuda", 1)])
+def test_worker_count_takes_workers_out_of_meta_on_every_device(device: str, expected: int) -> None:
+    """The stage builds MetaTrainParams from params.yaml's meta section less held_out, methods
+    and workers: on a GPU too (one process there), else MetaTrainParams rejects `workers`."""
+    from stages.common import load_params
+    from stages.metatrain import worker_count
+
+    meta = dict(load_params()["meta"], workers=2)
+    meta.pop("held_out"), meta.pop("methods")
+    assert worker_count(meta, torch.device(device)) == expected
+    assert "workers" not in meta
+    assert MetaTrainParams(**meta).max_iterations == load_params()["meta"]["max_iterations"]
