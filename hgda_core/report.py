@@ -115,7 +115,10 @@ def render_index(scores: pd.DataFrame, notes: Sequence[str], at_a_glance: bool =
     lines += ["", "Not written by this stage: [`selection/README.md`](selection/README.md), how the "
               "protocol's budgets were chosen on source-domain devel data (`python -m stages.select_report`); "
               "[`budget_study.md`](budget_study.md), what longer training, longer adaptation and better "
-              "word vectors are worth on the target devel splits (`python -m stages.budget_study`, then `python -m stages.budget_report`)."]  # fmt: skip
+              "word vectors are worth on the target devel splits (`python -m stages.budget_study`, then `python -m stages.budget_report`); "
+              "[`cap_horizon.csv`](cap_horizon.csv), two runs that stop at the meta-training cap re-run with a cap and "
+              "schedule of 3,000, adapted on source devel (the selection data) and target devel (analysis only), read in "
+              "[docs/reproducing.md](../docs/reproducing.md#runs-that-stop-at-the-cap)."]  # fmt: skip
     lines += ["", "## Inputs", ""]
     if len(scores):
         shots = ", ".join(map(str, sorted(scores["shots"].unique())))
