@@ -11,6 +11,7 @@ corpora ``data/processed/<corpus>.pkl``.
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -27,6 +28,7 @@ TASK_COLUMNS = (
     "held_out", "method", "shots", "iteration", "task", "domain",
     "support", "query", "support_entities", "query_entities", "gamma_theta",
 )  # fmt: skip
+log = logging.getLogger(__name__)
 
 
 def log_path(metatrain_dir: str | Path, held_out: str, method: str, k: int) -> Path:
@@ -96,6 +98,8 @@ class SentenceStore:
         if corpus not in self._corpora:
             path = self.processed_dir / f"{corpus}.pkl"
             self._corpora[corpus] = load_corpus(path) if path.is_file() else None
+            if self._corpora[corpus] is None:
+                log.warning("%s not found: its sentences are named, not shown (run `dvc repro prepare`)", path)
         loaded = self._corpora[corpus]
         sentences = loaded[self.split] if loaded is not None else []
         return sentences[index] if 0 <= index < len(sentences) else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -329,11 +330,16 @@ def test_table1_picks_highest_median_lowest(tmp_path: Path) -> None:
     assert r"p{0.45\linewidth}" in tex and "γ" not in tex
 
 
-def test_table1_resolves_missing_corpus_and_no_log(tmp_path: Path) -> None:
+def test_table1_resolves_missing_corpus_and_no_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write_log(tmp_path / "log.jsonl.gz")
     tasks = read_tasks(tmp_path / "log.jsonl.gz", "Disease", "hgda", 5)
-    frame = table1(tasks, SentenceStore(tmp_path / "nowhere"), max_sentences=1)
+    with caplog.at_level(logging.WARNING, logger="hgda_core.report_logs"):
+        frame = table1(tasks, SentenceStore(tmp_path / "nowhere"), max_sentences=1)
     assert frame.iloc[0]["Support sentences"].startswith("(gene-c #2 not found)")
+    missing = [r.getMessage() for r in caplog.records if "not found" in r.getMessage()]
+    assert missing and all("dvc repro prepare" in m for m in missing)
+    assert len(missing) == len(set(missing)), "one warning per missing corpus, not per sentence"
+    assert any(str(tmp_path / "nowhere" / "gene-c.pkl") in m for m in missing)
     md, tex = render_table1(pd.DataFrame(), SentenceStore(tmp_path), "hgda")
     assert md.startswith("No meta-training log of method hgda found")
 
