@@ -116,8 +116,8 @@ def render_index(scores: pd.DataFrame, notes: Sequence[str], at_a_glance: bool =
               "protocol's budgets were chosen on source-domain devel data (`python -m stages.select_report`); "
               "[`budget_study.md`](budget_study.md), what longer training, longer adaptation and better "
               "word vectors are worth on the target devel splits (`python -m stages.budget_study`, then `python -m stages.budget_report`); "
-              "[`cap_horizon.csv`](cap_horizon.csv), two runs that stop at the meta-training cap re-run with a cap and "
-              "schedule of 3,000, adapted on source devel (the selection data) and target devel (analysis only), read in "
+              "[`cap_horizon.csv`](cap_horizon.csv), four K = 10 meta-training runs (two of them capped) under a cap and "
+              "schedule of 1,500 and of 3,000, adapted on source devel (the selection data) and target devel (analysis only), read in "
               "[docs/reproducing.md](../docs/reproducing.md#runs-that-stop-at-the-cap)."]  # fmt: skip
     lines += ["", "## Inputs", ""]
     if len(scores):
