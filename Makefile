@@ -1,12 +1,12 @@
 # Two entry points for a fresh machine (see README):
-#   make repro  -- set up .venv from requirements.txt and run the whole DVC pipeline
+#   make repro  -- set up .venv from requirements.txt, pull what dvcstore/ holds, run the pipeline
 #   make test   -- set up .venv from requirements.txt and run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.requirements-installed
 
-.PHONY: setup repro test test-fast bench mutation metatrain-parallel bert
+.PHONY: setup pull repro test test-fast bench mutation bert
 
 setup: $(STAMP)
 
@@ -17,7 +17,16 @@ $(STAMP): requirements.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-repro: $(STAMP)
+# What the DVC remote (dvcstore/) holds: word vectors, checkpoints. The corpora are made
+# again from the mirror (never pushed); the pulled checkpoints are filed in the cell store
+# (cells/), then the plan says what is left to compute and what it cost before.
+pull: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" dvc pull --allow-missing
+	PATH="$(abspath $(BIN)):$$PATH" dvc repro embed
+	PATH="$(abspath $(BIN)):$$PATH" python -m stages.metatrain --plan
+	PATH="$(abspath $(BIN)):$$PATH" python -m stages.adapt --plan
+
+repro: pull
 	PATH="$(abspath $(BIN)):$$PATH" dvc repro
 
 test: $(STAMP)
@@ -27,7 +36,7 @@ test-fast: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" python -m pytest -q -m "not slow" tests
 
 bench: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" python -m stages.bench
+	PATH="$(abspath $(BIN)):$$PATH" python -m benchmarks.bench
 
 # Mutation testing of the core modules (setup.cfg [mutmut]; about 1–1.5 h on 2 cores);
 # the surviving mutants are judged in tests/MUTATION.md. Not part of `make test` or CI.
@@ -36,16 +45,6 @@ mutation: $(STAMP)
 	rm -rf mutants
 	PATH="$(abspath $(BIN)):$$PATH" mutmut run --max-children 2
 	PATH="$(abspath $(BIN)):$$PATH" mutmut results
-
-# DVC runs stages one at a time; the metatrain@<encoder>-<held_out>-<method> instances
-# are independent, so this runs them two at a time (one per core, as `threads: 1`
-# intends) and records them in dvc.lock with `dvc commit`. Run `dvc repro embed` first;
-# `dvc repro` afterwards goes on with adapt and report.
-metatrain-parallel: $(STAMP)
-	PATH="$(abspath $(BIN)):$$PATH" dvc stage list --name-only \
-	  | sed -n 's/^metatrain@[^-]*-\([^-]*\)-\(.*\)$$/--held-out \1 --method \2/p' \
-	  | PATH="$(abspath $(BIN)):$$PATH" xargs -P 2 -L 1 python -m stages.metatrain
-	PATH="$(abspath $(BIN)):$$PATH" dvc commit -f metatrain
 
 # HGDA*, HGDA-NEs* and the BERT fine-tuning baseline at K = 10 with the BERT encoder of
 # params.yaml (model.bert; offline default MiniLM-L6). On a CPU the bert_cpu profile

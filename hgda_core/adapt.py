@@ -63,7 +63,6 @@ class AdaptConfig(OptimConfig):
     steps: int = 30
     sampling: str = "uniform"
     eval_batch_size: int = 256
-    workers: int = 2
     test_sentences: int = 0
 
     def __post_init__(self) -> None:

@@ -104,7 +104,7 @@ def bench_markdown(results: dict) -> str:
         f"second, as a share of the single-thread fp32 matrix-product rate measured in the same run, "
         f"{rate['best']:.1f} GFLOP/s (" + ", ".join(f"{k}: {v}" for k, v in rate.items() if k != "best") + "). "
         "Reference: packed-sequence LSTMs, pytorch-crf's loss and Viterbi, the test split collated at each "
-        "evaluation; new: the project's kernels (`Tagger.set_kernels`). Written by `python -m stages.bench`.",
+        "evaluation; new: the project's kernels (`Tagger.set_kernels`). Written by `python -m benchmarks.bench`.",
         "",
         "| Operation | Reference | New | Unit | New / reference | Target | Utilisation (ref → new) |",
         "| :--- | ---: | ---: | :--- | ---: | :--- | ---: |",

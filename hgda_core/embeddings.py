@@ -19,6 +19,8 @@ on the fly at prediction time.  No test text reaches the training of the vectors
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import re
 import time
@@ -112,6 +114,16 @@ class WordVectors:
     def dim(self) -> int:
         """Vector size."""
         return int(self.vectors.shape[1])
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the words and the vectors' bytes: which table a checkpoint was
+        trained with (:meth:`hgda_core.models.Tagger.save` records it)."""
+        digest = hashlib.sha256()
+        digest.update("\n".join(self.words).encode())
+        digest.update(str(self.vectors.shape).encode())
+        digest.update(np.ascontiguousarray(self.vectors, dtype=np.float32).tobytes())
+        return digest.hexdigest()
 
     def __len__(self) -> int:
         return len(self.words)

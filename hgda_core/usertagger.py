@@ -300,7 +300,7 @@ def load_base(path: str | Path, vectors: WordVectors) -> Tagger:
 
     Raises:
         ModelFolderError: not a file, not a checkpoint, a BERT checkpoint, or word
-            vectors of another size than the checkpoint's.
+            vectors other than those the checkpoint was trained with.
     """
     path = Path(path)
     if not path.is_file():
@@ -313,6 +313,10 @@ def load_base(path: str | Path, vectors: WordVectors) -> Tagger:
                                "written by Tagger.save (stage metatrain or release)") from None
     if kind != "bilstm":
         raise ModelFolderError(f"{path}: a {kind} checkpoint; `hgda adapt` adapts BiLSTM checkpoints")
+    trained_with = ckpt.get("vectors_fingerprint")
+    if trained_with is not None and trained_with != vectors.fingerprint:
+        raise ModelFolderError(f"{path}: trained with word vectors {trained_with[:12]}, given {vectors.fingerprint[:12]}; "
+                               "pass the vectors it was trained with (--vectors)")
     model = build_tagger(vectors, BiLSTMConfig(**config), ckpt["decoder_domains"], ckpt["classifier_domains"],
                          ckpt["labels"])
     try:

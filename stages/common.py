@@ -3,6 +3,7 @@ the domain map and the two profiles (``profile: quick`` and ``bert_cpu``)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -10,6 +11,18 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def cells_root(root: Path = ROOT) -> Path:
+    """The cell store (:mod:`hgda_core.cellstore`): ``HGDA_CELLS``, else ``cells/`` in the
+    workspace (relative paths are relative to ``root``)."""
+    return root / os.environ.get("HGDA_CELLS", "cells")
+
+
+def format_hours(seconds: float) -> str:
+    """Seconds as hours with one decimal (two below 0.1 h)."""
+    hours = seconds / 3600
+    return f"{hours:.1f}" if hours >= 0.1 else f"{hours:.2f}"
 
 
 def load_params(root: Path = ROOT) -> dict[str, Any]:

@@ -1,202 +1,159 @@
-"""Stage ``metatrain@<encoder>-<held_out>-<method>``: meta-train one method with one domain held out.
+"""Stage ``metatrain``: every meta-training run that params.yaml names, as cells on an executor.
 
-For every K in ``shots`` it writes ``models/metatrain/<encoder>/<held_out>-<method>/K<k>.pt``
-(DVC cache), the training log ``reports/metatrain/<encoder>/<held_out>-<method>/logs/K<k>.jsonl.gz``,
-the learning curve ``.../curve.csv`` and the metrics ``.../metrics.json``; ``<encoder>``
-is ``model.encoder`` (``bilstm`` or ``bert``).  With BERT on a CPU the ``bert_cpu``
-profile's ``meta`` reductions apply (:func:`stages.common.effective_params`).
+The runs are the cells encoder (``model.encoder``) × held-out domain (``meta.held_out``)
+× method (``meta.methods``) × K (``shots``), each meta-trained with its domain held out
+(:func:`hgda_core.grid.compute_metatrain`).  A cell already in the cell store
+(``cells/``, :mod:`hgda_core.cellstore`) is reused, the others run on the executor that
+the environment chooses (``HGDA_EXECUTOR``, ``HGDA_JOBS``: :mod:`hgda_core.executor`),
+all at once; then the outputs are written whole from the cells:
 
-With ``meta.snapshots`` the weights at those iterations are kept beside the final
-checkpoint, as ``K<k>-it<n>.pt`` (the budget study's checkpoints).
+- ``models/metatrain/<encoder>/<held_out>-<method>/K<k>.pt`` (DVC cache and remote), and
+  ``K<k>-it<n>.pt`` for the iterations of ``meta.snapshots``;
+- ``reports/metatrain/<encoder>/<held_out>-<method>/{metrics.json,curve.csv,logs/K<k>.jsonl.gz}``.
 
-Run from the repository root:
-``python -m stages.metatrain --held-out Disease --method hgda``.  ``--shots 10`` trains
-only K = 10 (a K of ``shots``) and keeps the folder's other K: its checkpoint, log, rows
-of ``curve.csv`` and entry of ``metrics.json`` replace only K = 10's, so a long grid can
-land one K at a time (record it afterwards with ``dvc commit metatrain``).
+A cell that is stopped (killed, out of time) keeps its state after every
+meta-validation in ``cells/resume/<key>.pt`` and continues from there when the stage
+runs again with the same params, to the outputs of an uninterrupted run; ``--restart``
+discards those states.
 
-A run is resumable: after every meta-validation its whole state is saved to
-``models/resume/<encoder>/<held_out>-<method>-K<k>.pt``, and a stopped run (killed,
-out of time) started again with the same params continues from there, to the outputs
-of an uninterrupted run; ``metrics.json`` lists the iterations it resumed after
-(``resumed_at``).  ``--restart`` discards a saved state.  The file is removed when
-the run ends.
+``--plan`` trains nothing: it files in the cell store the checkpoints already in the
+workspace whose recorded cell is one that params.yaml names (after ``dvc pull``), and
+prints what a run would train and how long that took when the committed results were made
+(the ``seconds`` of ``reports/metatrain/*/metrics.json``).
+
+Run from the repository root: ``dvc repro metatrain`` or ``python -m stages.metatrain``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
-import multiprocessing
-import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from hgda_core.data import Corpus, load_corpora
-from hgda_core.device import resolve_device, use_amp
-from hgda_core.embeddings import WordVectors
-from hgda_core.io import csv_text, setup_logging, write_json, write_text
-from hgda_core.metatrain import JsonlGzLog, MetaTrainParams, meta_train, result_metrics
-from hgda_core.models import ModelSpec, TaggerFactory
-from stages.common import ROOT, effective_params, load_params, shots_list
+import hgda_core
+from hgda_core.cellstore import CellStore, file_digest, files_digest
+from hgda_core.executor import CellsFailed, ExecutorSettings, run_cells
+from hgda_core.grid import (CELL_FORMAT, META, Cell, adopt_metatrain, assemble_metatrain, code_fingerprint,
+                            compute_metatrain, describe_metatrain, run_folder)
+from hgda_core.io import setup_logging
+from hgda_core.metatrain import MetaTrainParams
+from hgda_core.models import ModelSpec
+from stages.common import ROOT, cells_root, effective_params, format_hours, load_params, shots_list
 
 log = logging.getLogger("stages.metatrain")
 
-
-CURVE_COLUMNS = ("shots", "iteration", "train_loss", "val_loss")
-
-
-@dataclass
-class _Run:
-    """What each K's training needs, loaded once before workers fork."""
-
-    held_out: str
-    method: str
-    params: dict[str, Any]
-    meta: MetaTrainParams
-    corpora: dict[str, Corpus]
-    factory: TaggerFactory
-    theta_lr: float | None
-    device: torch.device
-    amp: bool
-    model_dir: Path
-    report_dir: Path
-    state_dir: Path
-    state_key: dict[str, Any]
+CODE = ("metatrain.py", "meta.py", "trainer.py", "transfer.py", "sampler.py", "hardness.py", "methods.py",
+        "optim.py", "data.py", "embeddings.py", "io.py", "device.py", "models")
+"""The ``hgda_core`` modules a meta-training cell runs (its stage's code deps in dvc.yaml)."""
 
 
-_RUN: _Run | None = None  # set in the parent, inherited by forked workers
+def model_params(model: dict[str, Any]) -> dict[str, Any]:
+    """The ``model`` section as a cell reads it: a BiLSTM cell does not read ``model.bert``."""
+    return {k: v for k, v in model.items() if k != "bert"} if model.get("encoder", "bilstm") == "bilstm" else dict(model)
 
 
-def state_file(state_dir: Path, name: str, k: int) -> Path:
-    """Where the run ``name`` (``<held_out>-<method>``) keeps its resumable state for K."""
-    return state_dir / f"{name}-K{k}.pt"
+def plan(params: dict[str, Any], root: Path = ROOT) -> list[Cell]:
+    """The meta-training cells that ``params`` names, largest K first (``params`` raw:
+    the profiles are applied here).
 
-
-def train_k(k: int) -> tuple[dict, list[dict]]:
-    """Meta-train for one K; save its checkpoint and log; return its metrics and curve."""
-    assert _RUN is not None
-    run = _RUN
-    torch.set_num_threads(run.params["threads"])
-    name = f"{run.held_out}-{run.method}"
-    log.info("%s: meta-training with K = %d", name, k)
-    train_log = JsonlGzLog(every=run.meta.log_every)
-    model, result = meta_train(
-        run.corpora, run.factory, run.held_out, run.method, k, run.meta, run.params["seed"], train_log,
-        theta_lr=run.theta_lr, device=run.device, amp=run.amp,
-        state_file=state_file(run.state_dir, name, k), state_key=run.state_key,
-    )
-    model.save(run.model_dir / f"K{k}.pt", held_out=run.held_out, method=run.method, shots=k)
-    for iteration, state in sorted(result.snapshots.items()):
-        model.load_trainable_state(state)
-        model.save(run.model_dir / f"K{k}-it{iteration}.pt", held_out=run.held_out, method=run.method, shots=k)
-    train_log.write(run.report_dir / "logs" / f"K{k}.jsonl.gz")
-    log.info("%s K=%d: val loss %.4f -> %.4f in %d iterations, %.0f s", name, k,
-             result.initial_val_loss, result.best_val_loss, result.iterations, result.seconds)
-    return result_metrics(result, k, list(model.classifier_domains)), [{"shots": k, **row} for row in result.curve]
-
-
-def _kept_outputs(report_dir: Path, replaced: list[int]) -> tuple[dict, list[dict]]:
-    """The metrics entries and curve rows of the K not in ``replaced`` (``--shots``)."""
-    metrics_path, curve_path = report_dir / "metrics.json", report_dir / "curve.csv"
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
-    curve = []
-    if curve_path.is_file():
-        with open(curve_path, newline="", encoding="utf-8") as fh:
-            curve = [row for row in csv.DictReader(fh) if int(row["shots"]) not in replaced]
-    return {key: value for key, value in metrics.items() if int(key[1:]) not in replaced}, curve
-
-
-def worker_count(meta: dict[str, Any], device: torch.device) -> int:
-    """Take ``workers`` out of the ``meta`` section (it is not a :class:`MetaTrainParams`
-    field) and return how many K train at once: ``meta.workers`` on the CPU, 1 on a GPU
-    (a CUDA context does not survive a fork)."""
-    workers = int(meta.pop("workers", 1))
-    return workers if device.type == "cpu" else 1
-
-
-def run(params: dict[str, Any], held_out: str, method: str, root: Path = ROOT, only: list[int] | None = None,
-        restart: bool = False) -> None:
-    """Train every K of ``shots`` (``only``: these K, keeping the others' outputs); with
-    ``meta.workers`` > 1, several K at once.  A saved state of a stopped run of the same
-    params is resumed (module docstring) unless ``restart``.
-
-    Each K is seeded on its own (:func:`hgda_core.metatrain.derive_seed`), so the outputs
-    do not depend on the number of workers, nor on which K are trained together.
+    Raises:
+        ValueError: an encoder, method or key of ``meta`` that does not exist.
+        FileNotFoundError: no processed corpora or word vectors (run ``dvc repro embed``).
     """
-    global _RUN
     params = effective_params(params)
     meta = dict(params["meta"])
-    if held_out not in meta.pop("held_out") or method not in meta.pop("methods"):
-        raise ValueError(f"{held_out}/{method} is not in params.yaml meta.held_out/meta.methods")
-    spec = ModelSpec.from_params(params["model"])
-    device = resolve_device(params.get("device", "auto"))
-    workers = worker_count(meta, device)
-    name = f"{held_out}-{method}"
-    model_dir = root / "models" / "metatrain" / spec.encoder / name
-    report_dir = root / "reports" / "metatrain" / spec.encoder / name
-    state_dir = root / "models" / "resume" / spec.encoder
-    shots = shots_list(params["shots"])
-    if only:
-        if not set(only) <= set(shots):
-            raise ValueError(f"--shots {only} must be among params.yaml shots {shots}")
-        shots = [k for k in shots if k in only]
-        kept_metrics, kept_curve = _kept_outputs(report_dir, shots)
-        for k in shots:
-            for path in model_dir.glob(f"K{k}.pt"):
-                path.unlink()
-            for path in model_dir.glob(f"K{k}-it*.pt"):
-                path.unlink()
-    else:
-        kept_metrics, kept_curve = {}, []
-        for folder in (model_dir, report_dir):
-            shutil.rmtree(folder, ignore_errors=True)
-    if restart:
-        for k in shots:
-            state_file(state_dir, name, k).unlink(missing_ok=True)
-    vectors = WordVectors.load(root / "data" / "embeddings" / "vectors.npz") if spec.encoder == "bilstm" else None
-    _RUN = _Run(
-        held_out, method, params, MetaTrainParams(**meta),
-        load_corpora(root / "data" / "processed", params["corpora"]),
-        spec.factory(vectors), spec.theta_lr, device, use_amp(device, params.get("amp", True)),
-        model_dir, report_dir, state_dir,
-        {"encoder": spec.encoder, "model": params["model"], "corpora": list(params["corpora"])},
-    )
-    log.info("%s: encoder %s on %s", name, spec.encoder, device)
+    held_out, methods = meta.pop("held_out"), meta.pop("methods")
     try:
-        if workers > 1 and len(shots) > 1:
-            # Largest K first: it takes longest.
-            order = sorted(shots, reverse=True)
-            with multiprocessing.get_context("fork").Pool(min(workers, len(shots))) as pool:
-                done = dict(zip(order, pool.map(train_k, order, chunksize=1)))
-        else:
-            done = {k: train_k(k) for k in shots}
-    finally:
-        _RUN = None
-    metrics = {**kept_metrics, **{f"K{k}": done[k][0] for k in shots}}
-    curve = kept_curve + [row for k in shots for row in done[k][1]]
-    write_json(report_dir / "metrics.json", dict(sorted(metrics.items(), key=lambda kv: int(kv[0][1:]))))
-    write_text(report_dir / "curve.csv", csv_text(sorted(curve, key=lambda row: int(row["shots"])), CURVE_COLUMNS))
+        MetaTrainParams(**meta)  # unknown or bad keys fail here, before any work
+    except TypeError as err:
+        raise ValueError(f"params.yaml meta: {err}") from None
+    spec = ModelSpec.from_params(params["model"])
+    data = root / "data" / "processed"
+    vectors = root / "data" / "embeddings" / "vectors.npz" if spec.encoder == "bilstm" else None
+    common = {
+        "format": CELL_FORMAT, "kind": META, "encoder": spec.encoder, "seed": params["seed"],
+        "corpora": list(params["corpora"]), "model": model_params(params["model"]), "meta": meta,
+        "device": params.get("device", "auto"), "amp": params.get("amp", True),
+        "data": files_digest([data / f"{name}.pkl" for name in params["corpora"]]),
+        "vectors": file_digest(vectors) if vectors is not None else None,
+        "code": code_fingerprint(Path(hgda_core.__file__).parent, CODE),
+    }
+    inputs = {"store": str(cells_root(root)), "data": str(data), "vectors": str(vectors) if vectors else None}
+    return [
+        Cell(META, {**common, "held_out": domain, "method": method, "k": k}, dict(inputs),
+             f"{spec.encoder} {domain}-{method} K={k}")
+        for k in sorted(shots_list(params["shots"]), reverse=True) for domain in held_out for method in methods
+    ]
+
+
+def recorded_seconds(cell: Cell, reports: Path) -> float | None:
+    """How long the committed run of this (encoder, held-out domain, method, K) took."""
+    path = reports / run_folder(cell.spec["encoder"], cell.spec["held_out"], cell.spec["method"]) / "metrics.json"
+    if not path.is_file():
+        return None
+    entry = json.loads(path.read_text(encoding="utf-8")).get(f"K{cell.spec['k']}") or {}
+    return float(entry["seconds"]) if "seconds" in entry else None
+
+
+def summary(cells: list[Cell], store: CellStore, reports: Path, jobs: int) -> str:
+    """What a run will train and the committed runs' time for it, per K."""
+    todo = [c for c in cells if not store.has(META, c.key)]
+    lines = [f"metatrain: {len(cells)} cells named by params.yaml, {len(cells) - len(todo)} in the cell store, "
+             f"{len(todo)} to train"]
+    for k in sorted({c.spec["k"] for c in todo}):
+        at_k = [c for c in todo if c.spec["k"] == k]
+        known = [s for s in (recorded_seconds(c, reports) for c in at_k) if s is not None]
+        estimate = sum(known) / len(known) * len(at_k) if known else None
+        lines.append(f"  K={k}: {len(at_k)} cells, " + (f"≈ {format_hours(estimate)} core-hours (committed runs' "
+                     f"seconds, {len(known)} of {len(at_k)} recorded)" if estimate is not None else "no recorded time"))
+    total = [s for s in (recorded_seconds(c, reports) for c in todo) if s is not None]
+    if todo and total:
+        seconds = sum(total) / len(total) * len(todo)
+        lines.append(f"  total ≈ {format_hours(seconds)} core-hours, ≈ {format_hours(seconds / max(jobs, 1))} h on "
+                     f"{jobs} worker(s) (HGDA_JOBS)")
+    return "\n".join(lines)
+
+
+def run(params: dict[str, Any], root: Path = ROOT, restart: bool = False, progress: bool = True) -> list[Cell]:
+    """Compute every missing cell on the environment's executor, then write the outputs
+    whole (module docstring).  Returns the cells."""
+    settings = ExecutorSettings.from_env()
+    cells = plan(params, root)
+    store = CellStore(cells_root(root))
+    if restart:
+        for cell in cells:
+            store.resume_file(cell.key).unlink(missing_ok=True)
+    todo = [cell for cell in cells if not store.has(META, cell.key)]
+    log.info("%d meta-training cells, %d in the cell store, %d to train", len(cells), len(cells) - len(todo), len(todo))
+    in_process = settings.kind == "local" and (settings.jobs == 1 or len(todo) == 1)
+    for cell in todo:
+        cell.inputs["progress"] = progress and in_process
+    run_cells(compute_metatrain, todo, [c.label for c in todo], settings, int(params["threads"]),
+              describe_metatrain, "metatrain", progress)
+    assemble_metatrain(cells, store, root / "models" / "metatrain", root / "reports" / "metatrain")
+    return cells
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--held-out", required=True)
-    parser.add_argument("--method", required=True)
-    parser.add_argument("--shots", default="", help="comma-separated K of `shots` to train (default: all)")
-    parser.add_argument("--restart", action="store_true", help="discard the saved state of a stopped run")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--restart", action="store_true", help="discard the saved states of stopped cells")
+    parser.add_argument("--plan", action="store_true", help="adopt pulled outputs, print what a run would train; train nothing")
     args = parser.parse_args(argv)
     setup_logging()
     try:
-        only = [int(k) for k in args.shots.split(",") if k.strip()]
-        run(load_params(), args.held_out, args.method, only=only or None, restart=args.restart)
-    except ValueError as err:
+        params = load_params()
+        if args.plan:
+            cells, store = plan(params), CellStore(cells_root(ROOT))
+            adopted = adopt_metatrain(cells, store, ROOT / "models" / "metatrain", ROOT / "reports" / "metatrain")
+            if adopted:
+                log.info("filed %d pulled checkpoints in the cell store", len(adopted))
+            print(summary(cells, store, ROOT / "reports" / "metatrain", ExecutorSettings.from_env().jobs))
+        else:
+            run(params, restart=args.restart)
+    except (ValueError, FileNotFoundError, CellsFailed) as err:
         sys.exit(f"error: {err}")
 
 

@@ -33,11 +33,11 @@ from hgda_core.io import csv_text, setup_logging, write_json, write_text
 from hgda_core.metatrain import JsonlGzLog, MetaTrainParams, meta_train, result_metrics
 from hgda_core.models import ModelSpec
 from stages.common import ROOT, effective_params, load_params
-from stages.metatrain import CURVE_COLUMNS
+from hgda_core.grid import CURVE_COLUMNS
 
 log = logging.getLogger("stages.release")
 
-_NOT_META = ("held_out", "methods", "workers", "snapshots")
+_NOT_META = ("held_out", "methods", "snapshots")
 """Keys of ``meta`` that select benchmark runs, not how one run trains."""
 
 

@@ -18,7 +18,7 @@ import sys
 
 from hgda_core.io import setup_logging
 from hgda_core.report import ReportConfig, build_report
-from hgda_core.report_tables import read_scores
+from hgda_core.report.tables import read_scores
 from stages.common import ROOT, load_params, shots_list
 
 SCORES = ROOT / "reports" / "scores.csv"

@@ -56,7 +56,7 @@ MUTATIONS = [
     ("query and support rows swapped in the inner loss", "hgda_core/meta.py",
      "            lab, cls = self.losses(fast, batch, batch.support, batch.query)",
      "            lab, cls = self.losses(fast, batch, batch.query, batch.support)", "tests/test_meta.py"),
-    ("significance marks on every tested cell", "hgda_core/report_tables.py",
+    ("significance marks on every tested cell", "hgda_core/report/tables.py",
      'significance[significance["significant"] & significance["baseline"].isin(MARKS)]',
      'significance[significance["baseline"].isin(MARKS)]', "tests/test_report.py"),
     ("bold on the minimum", "hgda_core/tables.py", "    best = values.max(axis=axis)", "    best = values.min(axis=axis)",

@@ -18,6 +18,7 @@ from hgda_core.adapt import (
     COLUMNS, AdaptConfig, draw_for, draw_sample, evaluate, fine_tune, run_adaptation, scratch_builder, summarise,
 )
 from hgda_core.data import save_corpus
+from hgda_core.io import csv_text
 from hgda_core.metatrain import derive_seed
 from hgda_core.metrics import entity_scores
 from hgda_core.models import build_tagger, load_tagger
@@ -244,27 +245,45 @@ def test_k_not_positive_is_a_clear_error(tiny_corpora, k) -> None:
 
 
 @pytest.fixture
-def layout(tmp_path, tiny_corpora, tiny_vectors, make_tagger) -> Iterator[tuple[Path, dict]]:
-    """A repository-like folder: processed corpora, vectors, two checkpoints; and its params.
+def layout(tmp_path, tiny_corpora, tiny_vectors, monkeypatch) -> Iterator[tuple[Path, dict]]:
+    """A repository-like folder: processed corpora, vectors, the meta-training stage's
+    checkpoints of hgda with Disease held out (K = 3, 4); and the params of both stages.
+    The executor runs in this process unless a test sets another; torch's thread count is
+    restored afterwards."""
+    from hgda_core.metatrain import MetaTrainParams
+    from stages import metatrain as metatrain_stage
 
-    The stage sets torch's thread count; it is restored afterwards.
-    """
     threads = torch.get_num_threads()
-    corpus = tiny_corpora["Disease"][0]
-    save_corpus(corpus, tmp_path / "data" / "processed" / f"{corpus.name}.pkl")
+    monkeypatch.setenv("HGDA_EXECUTOR", "local")
+    monkeypatch.setenv("HGDA_JOBS", "1")
+    monkeypatch.delenv("HGDA_CELLS", raising=False)
+    for corpora in tiny_corpora.values():
+        for corpus in corpora:
+            save_corpus(corpus, tmp_path / "data" / "processed" / f"{corpus.name}.pkl")
     tiny_vectors.save(tmp_path / "data" / "embeddings" / "vectors.npz")
-    for k in (5, 10):
-        make_tagger(SOURCES, seed=k).save(tmp_path / "models" / "metatrain" / "bilstm" / "Disease-hgda" / f"K{k}.pt")
+    fast = dataclasses.asdict(MetaTrainParams(tasks_per_batch=2, max_iterations=2, eval_every=2, val_tasks=2))
     params = {
-        "shots": [5, 10], "seed": 13, "corpora": [corpus.name], "threads": 1,
-        "domains": {"Disease": [corpus.name], "Drug": ["drug-corpus"]},
+        "shots": [3, 4], "seed": 13, "threads": 1,
+        "corpora": [c.name for cs in tiny_corpora.values() for c in cs],
+        "domains": {d: [c.name for c in cs] for d, cs in tiny_corpora.items()},
         "model": {"encoder": "bilstm", **dataclasses.asdict(TINY)},
+        "meta": {"held_out": ["Disease"], "methods": ["hgda"], **fast},
         "adapt": {"methods": ["hgda", "scratch"], "repeats": 2, "steps": 2, "default_lr": 0.01,
                   "momentum": 0.9, "weight_decay": 1e-6, "grad_clip": 5.0, "sampling": "uniform",
-                  "eval_batch_size": 32, "workers": 1},
+                  "eval_batch_size": 32},
     }
+    metatrain_stage.run(params, tmp_path, progress=False)
     yield tmp_path, params
     torch.set_num_threads(threads)
+
+
+def _read_rows(root: Path) -> list[dict]:
+    with open(root / "reports" / "scores.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _without_seconds(text: str) -> list[str]:
+    return [line.rsplit(",", 1)[0] for line in text.splitlines()]
 
 
 def test_stage_writes_scores_and_metrics(layout) -> None:
@@ -274,200 +293,137 @@ def test_stage_writes_scores_and_metrics(layout) -> None:
         reader = csv.DictReader(fh)
         rows = list(reader)
     assert tuple(reader.fieldnames or ()) == COLUMNS
-    assert len(rows) == 2 * 2 * 2  # K × repeats × methods
+    assert len(rows) == 2 * 2 * 2  # K × repeats × methods, the held-out domain's one corpus
+    assert {r["corpus"] for r in rows} == {"disease-corpus"}
     assert {r["model"] for r in rows} == {"BiLSTM-CRF (word vectors 8-d)"}
+    assert [(r["shots"], r["repetition"], r["method"]) for r in rows][:4] == [
+        ("3", "0", "hgda"), ("3", "0", "scratch"), ("3", "1", "hgda"), ("3", "1", "scratch")]
     metrics = json.loads((root / "reports" / "adapt_metrics.json").read_text())
     assert set(metrics) == {"bilstm"}
     assert set(metrics["bilstm"]) == {"hgda", "scratch"}
-    assert set(metrics["bilstm"]["hgda"]["disease-corpus"]) == {"K5", "K10"}
+    assert set(metrics["bilstm"]["hgda"]["disease-corpus"]) == {"K3", "K4"}
 
 
-def _read_rows(root: Path) -> list[dict]:
-    with open(root / "reports" / "scores.csv", newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
-def test_scores_accumulate_over_runs_of_other_k(layout) -> None:
-    """A run replaces the rows of its (encoder, K) and keeps the others (persist: true)."""
+def test_rows_are_the_same_on_every_executor(layout, monkeypatch, tmp_path) -> None:
+    """The local pool and submitit's local executor give the rows of one process."""
     root, params = layout
-    params["shots"] = 10
-    stage.run(params, root, progress=False)
-    k10 = [r for r in _read_rows(root) if r["shots"] == "10"]
-    params["shots"], params["adapt"]["repeats"] = [5], 3
-    stage.run(params, root, progress=False)
-    rows = _read_rows(root)
-    assert [r for r in rows if r["shots"] == "10"] == k10  # kept verbatim
-    assert sorted({r["repetition"] for r in rows if r["shots"] == "5"}) == ["0", "1", "2"]
-    # Another encoder's rows of the same K are kept too; rows of a corpus no longer run are not.
-    other = {**k10[0], "encoder": "bert", "shots": "5"}
-    gone = {**k10[0], "corpus": "dropped-corpus"}
-    with open(root / "reports" / "scores.csv", "a", newline="") as fh:
-        csv.DictWriter(fh, list(COLUMNS), lineterminator="\n").writerows([other, gone])
-    params["adapt"]["repeats"] = 1
-    stage.run(params, root, progress=False)
-    rows = _read_rows(root)
-    assert [r["repetition"] for r in rows if r["shots"] == "5" and r["encoder"] == "bilstm"] == ["0", "0"]
-    assert rows[-1] == other and len([r for r in rows if r["shots"] == "10"]) == len(k10)
-    assert "dropped-corpus" not in {r["corpus"] for r in rows}
-    metrics = json.loads((root / "reports" / "adapt_metrics.json").read_text())
-    assert set(metrics) == {"bilstm", "bert"}
-    assert set(metrics["bilstm"]["hgda"]["disease-corpus"]) == {"K5", "K10"}
-
-
-def test_one_k_and_domain_part_replaces_only_its_rows(layout, tiny_corpora, make_tagger) -> None:
-    """``--shots 5 --corpora gene-corpus``: the rows of (K = 5, gene-corpus) are recomputed,
-    every other row of the file is kept verbatim (the grid lands one part at a time)."""
-    root, params = layout
-    gene = tiny_corpora["Gene"][0]
-    save_corpus(gene, root / "data" / "processed" / f"{gene.name}.pkl")
-    for k in (5, 10):
-        make_tagger(("Disease", "Drug", "Species"), seed=k).save(root / "models" / "metatrain" / "bilstm" / "Gene-hgda" / f"K{k}.pt")
-    params["corpora"] = ["disease-corpus", gene.name]
-    params["domains"]["Gene"] = [gene.name]
-    stage.run(params, root, progress=False)
-    before = _read_rows(root)
-    params["adapt"]["repeats"] = 1
-    stage.run(params, root, progress=False, shots=[5], corpora=[gene.name])
-    after = _read_rows(root)
-    part = lambda r: r["shots"] == "5" and r["corpus"] == gene.name  # noqa: E731
-    assert [r for r in after if not part(r)] == [r for r in before if not part(r)]
-    assert sorted(r["repetition"] for r in after if part(r)) == ["0", "0"]  # 2 methods × 1 draw
-    with pytest.raises(ValueError, match=r"--corpora other-corpus must be among params.yaml's"):
-        stage.run(params, root, progress=False, corpora=["other-corpus"])
-    with pytest.raises(ValueError, match=r"--shots 20 must be among params.yaml's \[5, 10\]"):
-        stage.run(params, root, progress=False, shots=[20])
-
-
-def test_a_malformed_earlier_scores_file_is_named_before_any_work(layout, monkeypatch) -> None:
-    root, params = layout
-    (root / "reports").mkdir()
-    path = root / "reports" / "scores.csv"
-    path.write_text("encoder,model\nold,rows\n")
-    monkeypatch.setattr(stage, "adapt_all", lambda *a, **k: pytest.fail("adapted before checking the file"))
-    with pytest.raises(ValueError, match=r"scores\.csv:1: header 'encoder,model' is not the expected"):
+    texts = []
+    for executor, jobs in (("local", "1"), ("local", "2"), ("submitit-local", "1")):
+        monkeypatch.setenv("HGDA_EXECUTOR", executor)
+        monkeypatch.setenv("HGDA_JOBS", jobs)
+        monkeypatch.setenv("HGDA_CELLS", str(tmp_path / f"cells-{executor}-{jobs}"))
+        monkeypatch.setenv("HGDA_SLURM_LOGS", str(tmp_path / "submitit"))
         stage.run(params, root, progress=False)
-    path.write_text(",".join(COLUMNS) + "\n" + "bilstm,m,hgda,disease-corpus,Disease,ten\n")
-    with pytest.raises(ValueError, match=rf"scores\.csv:2: expected {len(COLUMNS)} fields"):
-        stage.run(params, root, progress=False)
-    assert path.read_text().endswith("ten\n")  # left as it was
+        texts.append(_without_seconds((root / "reports" / "scores.csv").read_text()))
+    assert len(texts[0]) == 1 + 8
+    assert texts[0] == texts[1] == texts[2]
 
 
-def test_rows_do_not_depend_on_the_number_of_workers(layout) -> None:
+def test_a_run_reuses_stored_cells_and_scores_hold_only_the_named_ones(layout, monkeypatch) -> None:
+    """Nothing accumulates: a run of K = 4 alone writes K = 4's rows only, computed by no
+    one (they are stored); more draws compute only the new blocks."""
+    import hgda_core.grid as grid
+
     root, params = layout
     stage.run(params, root, progress=False)
-    one = (root / "reports" / "scores.csv").read_text()
-    params["adapt"]["workers"] = 2
-    stage.run(params, root, progress=False)
-    two = (root / "reports" / "scores.csv").read_text()
-    drop_seconds = lambda text: [line.rsplit(",", 1)[0] for line in text.splitlines()]  # noqa: E731
-    assert drop_seconds(one) == drop_seconds(two)
-
-
-def _without_seconds(text: str) -> list[str]:
-    return [line.rsplit(",", 1)[0] for line in text.splitlines()]
-
-
-def test_methods_run_one_at_a_time_give_the_rows_of_one_run(layout) -> None:
-    """``--methods scratch`` then ``--methods hgda`` write the rows, and the row order, of
-    one run of both: a row depends only on its (corpus, K, repetition, method)."""
-    root, params = layout
-    stage.run(params, root, progress=False)
-    together = (root / "reports" / "scores.csv").read_text()
-    (root / "reports" / "scores.csv").unlink()
-    stage.run(params, root, progress=False, methods=["scratch"])
-    assert {r["method"] for r in _read_rows(root)} == {"scratch"}
-    stage.run(params, root, progress=False, methods=["hgda"])
-    apart = (root / "reports" / "scores.csv").read_text()
-    assert _without_seconds(apart) == _without_seconds(together)
-    assert len(together.splitlines()) == 1 + 2 * 2 * 2
-    with pytest.raises(ValueError, match=r"--methods metaner must be among params.yaml's \['hgda', 'scratch'\]"):
-        stage.run(params, root, progress=False, methods=["metaner"])
-
-
-def test_a_part_file_leaves_reports_alone_until_merged(layout) -> None:
-    """``--out PART`` accumulates rows in PART only; ``--merge PART`` then replaces the same
-    (encoder, K, corpus, repetition, method) rows of scores.csv and keeps the others."""
-    root, params = layout
-    stage.run(params, root, progress=False)
-    before = (root / "reports" / "scores.csv").read_text()
-    metrics_before = (root / "reports" / "adapt_metrics.json").read_text()
-    part = root / "parts" / "K5-hgda.csv"
-    params["adapt"]["steps"] = 1
-    stage.run(params, root, progress=False, shots=[5], methods=["hgda"], out=part)
-    assert (root / "reports" / "scores.csv").read_text() == before
-    assert (root / "reports" / "adapt_metrics.json").read_text() == metrics_before
-    with open(part, newline="") as fh:
-        part_rows = list(csv.DictReader(fh))
-    assert [(r["shots"], r["method"], r["steps"]) for r in part_rows] == [("5", "hgda", "1")] * 2
-    stage.merge_parts(params, [part], root)
-    after = _read_rows(root)
-    old = {(r["shots"], r["repetition"], r["method"]): r for r in csv.DictReader(before.splitlines())}
-    new = {(r["shots"], r["repetition"], r["method"]): r for r in after}
-    assert set(new) == set(old)
-    for key, row in new.items():
-        expected = next(p for p in part_rows if p["repetition"] == key[1]) if key[:1] == ("5",) and key[2] == "hgda" else old[key]
-        assert row == expected
-    assert [(r["shots"], r["repetition"], r["method"]) for r in after] == list(old)  # canonical order kept
+    both = _read_rows(root)
+    computed = []
+    real = grid.compute_adapt
+    monkeypatch.setattr(stage, "compute_adapt", lambda cell: computed.append(cell.label) or real(cell))
+    stage.run({**params, "shots": [4]}, root, progress=False)
+    assert computed == []
+    assert _read_rows(root) == [r for r in both if r["shots"] == "4"]
     metrics = json.loads((root / "reports" / "adapt_metrics.json").read_text())
-    part_mean = sum(float(r["f1"]) for r in part_rows) / 2
-    assert metrics["bilstm"]["hgda"]["disease-corpus"]["K5"]["f1"]["mean"] == pytest.approx(part_mean, abs=5e-5)
+    assert set(metrics["bilstm"]["hgda"]["disease-corpus"]) == {"K4"}
+    params["adapt"]["repeats"] = 7  # draws 0-4 (a new block: 0-1 was a block of its own) and 5-6
+    stage.run({**params, "shots": [4]}, root, progress=False)
+    assert sorted(computed) == sorted(f"{m} disease-corpus K=4 draws {d}" for m in ("hgda", "scratch") for d in ("0-4", "5-6"))
+    rows = _read_rows(root)
+    assert len(rows) == 7 * 2
+    # a draw's rows do not depend on the block it was computed in
+    first = {(r["repetition"], r["method"]): r for r in both if r["shots"] == "4"}
+    assert all(_without_seconds(",".join(r.values())) == _without_seconds(",".join(first[(r["repetition"], r["method"])].values()))
+               for r in rows if (r["repetition"], r["method"]) in first)
 
 
-def test_a_bad_part_is_named_before_anything_is_written(layout) -> None:
+def test_an_interrupted_stage_writes_nothing_and_continues_at_the_cell(layout, monkeypatch) -> None:
+    import hgda_core.grid as grid
+
     root, params = layout
-    stage.run(params, root, progress=False)
-    before = (root / "reports" / "scores.csv").read_text()
-    rows = before.splitlines()
-    foreign = root / "foreign.csv"
-    foreign.write_text(rows[0] + "\n" + rows[1].replace("disease-corpus", "other-corpus") + "\n")
-    with pytest.raises(ValueError, match=r"foreign\.csv:2: corpus 'other-corpus' is not among params.yaml's"):
-        stage.merge_parts(params, [root / "reports" / "scores.csv", foreign], root)
-    with pytest.raises(ValueError, match=r"absent\.csv: no such part file"):
-        stage.merge_parts(params, [root / "absent.csv"], root)
-    broken = root / "broken.csv"
-    broken.write_text(rows[0] + "\n" + rows[1].rsplit(",", 3)[0] + "\n")
-    with pytest.raises(ValueError, match=rf"broken\.csv:2: expected {len(COLUMNS)} fields"):
-        stage.merge_parts(params, [broken], root)
-    assert (root / "reports" / "scores.csv").read_text() == before
-
-
-def test_interrupted_stage_leaves_the_old_scores_intact(layout, monkeypatch) -> None:
-    root, params = layout
+    (root / "reports").mkdir(exist_ok=True)
     old = ",".join(COLUMNS) + "\n"
-    (root / "reports").mkdir()
     (root / "reports" / "scores.csv").write_text(old)
     calls = {"n": 0}
     real = adapt_mod.evaluate
 
     def failing(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 3:  # the first draw of the second cell
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
     monkeypatch.setattr(adapt_mod, "evaluate", failing)
     with pytest.raises(KeyboardInterrupt):
         stage.run(params, root, progress=False)
-    assert calls["n"] == 3
     assert (root / "reports" / "scores.csv").read_text() == old
-    assert sorted(p.name for p in (root / "reports").iterdir()) == ["scores.csv"]
+    assert not (root / "reports" / "adapt_metrics.json").exists()
+    computed = []
+    real_cell = grid.compute_adapt
+    monkeypatch.setattr(stage, "compute_adapt", lambda cell: computed.append(cell.label) or real_cell(cell))
+    stage.run(params, root, progress=False)
+    assert len(computed) == 4 - 1 and len(_read_rows(root)) == 8
 
 
-def test_stage_names_a_missing_checkpoint(layout) -> None:
+def test_stage_names_a_missing_or_foreign_checkpoint_and_a_method_without_one(layout, make_tagger) -> None:
     root, params = layout
     params["adapt"]["methods"] = ["metaner"]
-    with pytest.raises(FileNotFoundError, match=r"Disease-metaner.*run stage metatrain@bilstm-Disease-metaner"):
+    with pytest.raises(ValueError, match="adapt.methods has 'metaner', which meta.methods does not meta-train"):
+        stage.run(params, root, progress=False)
+    params["adapt"]["methods"] = ["hgda"]
+    checkpoint = root / "models" / "metatrain" / "bilstm" / "Disease-hgda" / "K4.pt"
+    make_tagger(SOURCES).save(checkpoint)
+    with pytest.raises(ValueError, match=r"K4.pt: checkpoint of meta-training cell None, params.yaml names \w+; run stage metatrain"):
+        stage.run(params, root, progress=False)
+    checkpoint.unlink()
+    with pytest.raises(FileNotFoundError, match=r"K4.pt: no checkpoint; run stage metatrain first"):
         stage.run(params, root, progress=False)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_stage_rejects_k_larger_than_a_train_split_before_any_work(layout, monkeypatch, workers) -> None:
+def test_stage_rejects_k_larger_than_a_train_split_before_any_work(layout, monkeypatch) -> None:
     root, params = layout
-    params["shots"], params["adapt"]["methods"], params["adapt"]["workers"] = [5, 61], ["scratch"], workers
-    monkeypatch.setattr(stage, "_run_unit", lambda unit: pytest.fail(f"adapted {unit} before checking K"))
+    params["shots"], params["adapt"]["methods"] = [3, 61], ["scratch"]
+    monkeypatch.setattr(stage, "compute_adapt", lambda cell: pytest.fail(f"adapted {cell.label} before checking K"))
     with pytest.raises(ValueError, match=r"corpus disease-corpus: train split has 60 sentences, fewer than K = 61"):
         stage.run(params, root, progress=False)
     assert not (root / "reports" / "scores.csv").exists()
+
+
+def test_read_rows_names_a_malformed_scores_file(tmp_path) -> None:
+    path = tmp_path / "scores.csv"
+    path.write_text("encoder,model\nold,rows\n")
+    with pytest.raises(ValueError, match=r"scores\.csv:1: header 'encoder,model' is not the expected"):
+        stage.read_rows(path)
+    path.write_text(",".join(COLUMNS) + "\n" + "bilstm,m,hgda,disease-corpus,Disease,ten\n")
+    with pytest.raises(ValueError, match=rf"scores\.csv:2: expected {len(COLUMNS)} fields"):
+        stage.read_rows(path)
+
+
+def test_plan_summary_estimates_from_the_committed_rows(layout) -> None:
+    from hgda_core.cellstore import CellStore
+
+    root, params = layout
+    stage.run(params, root, progress=False)
+    scores = root / "reports" / "scores.csv"
+    rows = _read_rows(root)
+    for row in rows:
+        row["seconds"] = "90.0"
+    scores.write_text(csv_text(rows, COLUMNS))
+    cells = stage.plan(params, root)
+    assert stage.summary(cells, CellStore(root / "cells"), scores, 2) == \
+        "adapt: 4 cells named by params.yaml, 4 in the cell store, 0 to run"
+    text = stage.summary(cells, CellStore(root / "empty"), scores, 2)
+    assert text == ("adapt: 4 cells named by params.yaml, 0 in the cell store, 4 to run; "
+                    "≈ 0.2 core-hours by the committed rows' seconds, ≈ 0.1 h on 2 worker(s)")
 
 
 # --- details found by the mutation run (tests/MUTATION.md) ----------------------------

@@ -9,7 +9,7 @@ import torch
 
 from hgda_core.adapt import AdaptConfig
 from hgda_core.benchmark import bench_markdown, count_flops, matmul_rate, timed, utilisation
-from stages import bench
+from benchmarks import bench
 
 
 def test_count_flops_of_a_matrix_product_and_its_backward():

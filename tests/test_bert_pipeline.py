@@ -10,6 +10,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from hgda_core.adapt import fine_tune, scored_test_indices
 from hgda_core.data import save_corpus
 from hgda_core.device import resolve_device, use_amp
+from hgda_core.embeddings import WordVectors
 from hgda_core.meta import MetaConfig, MetaLearner
 from hgda_core.metatrain import MetaTrainParams
 from hgda_core.models import LinearTagDecoder, ModelSpec, Tagger, load_model
@@ -138,38 +140,48 @@ def bert_layout(tmp_path, tiny_corpora, tiny_bert_dir) -> tuple[Path, dict]:
         "domains": {d: [c.name for c in cs] for d, cs in tiny_corpora.items()},
         "model": {"encoder": "bert", "bert": {"model_path": str(tiny_bert_dir), "max_length": 32, "dropout": 0.0,
                                               "label": "tiny BERT", "tag_head": "linear", "default_lr": 0.5}},
-        "meta": {"held_out": ["Drug"], "methods": ["hgda"], **fast, "workers": 1},
+        "meta": {"held_out": ["Drug"], "methods": ["hgda"], **fast},
         "adapt": {"methods": ["hgda", "bert_finetune"], "repeats": 9, "steps": 2, "default_lr": 0.1,
-                  "eval_batch_size": 8, "workers": 1},
+                  "eval_batch_size": 8},
         "bert_cpu": {"profile": "auto", "meta": {"max_iterations": 1}, "adapt": {"repeats": 2, "test_sentences": 5}},
     }
     yield tmp_path, params
     torch.set_num_threads(threads)
 
 
-def test_stages_run_hgda_star_and_bert_finetune(bert_layout, tiny_bert_dir) -> None:
+def test_stages_run_hgda_star_and_bert_finetune(bert_layout, tiny_bert_dir, monkeypatch) -> None:
     root, params = bert_layout
-    metatrain_stage.run(params, "Drug", "hgda", root)
+    monkeypatch.setenv("HGDA_EXECUTOR", "local")
+    monkeypatch.setenv("HGDA_JOBS", "1")
+    metatrain_stage.run(params, root, progress=False)
     checkpoint = root / "models" / "metatrain" / "bert" / "Drug-hgda" / "K3.pt"
     metrics = json.loads((root / "reports" / "metatrain" / "bert" / "Drug-hgda" / "metrics.json").read_text())
     assert metrics["K3"]["iterations"] == 1  # the bert_cpu profile's meta.max_iterations
     meta_trained = load_model(checkpoint, None)
     assert isinstance(meta_trained.encoder, BertEncoder) and meta_trained.tag_head == "linear"
 
-    params["corpora"] = params["domains"]["Drug"]  # adapt to the held-out domain's corpus
-    job = adapt_stage.load_job(effective_params(params), root)
+    starts = {}
+    import hgda_core.adapt as adapt_mod
+
+    real = adapt_mod.run_adaptation
+
+    def recording(corpus, k, methods, pretrained, *args, **kwargs):
+        starts.update(pretrained)
+        return real(corpus, k, methods, pretrained, *args, **kwargs)
+
+    monkeypatch.setattr(adapt_mod, "run_adaptation", recording)
+    adapt_stage.run(params, root, progress=False)
+    finetune_base = starts["bert_finetune"]
     pretrained = BertEncoder(BertEncoderConfig(model_path=str(tiny_bert_dir), max_length=32))
     # bert_finetune starts from the folder's pre-trained weights, not the meta-trained ones.
-    for (name, a), b in zip(pretrained.state_dict().items(), job.finetune_base.encoder.state_dict().values()):
+    for (name, a), b in zip(pretrained.state_dict().items(), finetune_base.encoder.state_dict().values()):
         assert torch.equal(a, b), name
-    assert not all(torch.equal(a, b) for a, b in zip(job.finetune_base.encoder.state_dict().values(),
+    assert not all(torch.equal(a, b) for a, b in zip(finetune_base.encoder.state_dict().values(),
                                                       meta_trained.encoder.state_dict().values()))
-    assert list(job.finetune_base.decoders) == []
-
-    adapt_stage.run(params, root, progress=False)
+    assert list(finetune_base.decoders) == []
     with open(root / "reports" / "scores.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 1 * 2 * 2  # one Drug corpus × 2 draws (profile) × 2 methods
+    assert len(rows) == 1 * 2 * 2  # the held-out Drug corpus × 2 draws (profile) × 2 methods
     assert {(r["encoder"], r["model"], r["test_sentences"]) for r in rows} == {("bert", "tiny BERT", "5")}
     assert {r["method"] for r in rows} == {"hgda", "bert_finetune"}
     by_draw = {}
@@ -181,8 +193,12 @@ def test_stages_run_hgda_star_and_bert_finetune(bert_layout, tiny_bert_dir) -> N
 def test_bert_finetune_needs_the_bert_encoder(bert_layout) -> None:
     root, params = bert_layout
     params["model"]["encoder"] = "bilstm"
+    tiny = {"char_dim": 4, "char_cnn": 4, "char_lstm": 4, "hidden": 6}
+    params["model"].update(tiny)
+    (root / "data" / "embeddings").mkdir(parents=True)
+    WordVectors.build(["a"], np.zeros((1, 4), dtype=np.float32)).save(root / "data" / "embeddings" / "vectors.npz")
     with pytest.raises(ValueError, match="method bert_finetune needs model.encoder: bert"):
-        adapt_stage.load_job(params, root)
+        adapt_stage.plan(params, root)
 
 
 def test_model_spec_splits_the_model_section() -> None:

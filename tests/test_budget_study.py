@@ -7,7 +7,7 @@ import csv
 import numpy as np
 
 from hgda_core.embeddings import WordVectors
-from stages.budget_study import FIELDS, random_like, write_rows
+from studies.budget_study import FIELDS, random_like, write_rows
 
 
 def test_random_vectors_keep_vocabulary_shape_and_moments_and_zero_pad_unk() -> None:
@@ -41,7 +41,7 @@ def test_rows_of_a_factor_replace_only_that_factors_rows_of_the_methods_run(tmp_
 def test_the_report_table_averages_draws_per_corpus_then_corpora_and_orders_levels() -> None:
     import pandas as pd
 
-    from stages.budget_report import factor_table, level_order
+    from studies.budget_report import factor_table, level_order
 
     rows = pd.DataFrame([
         {"held_out": "Disease", "shots": 10, "method": "hgda", "level": level, "corpus": corpus, "repetition": r, "f1": f1}
@@ -58,7 +58,7 @@ def test_the_report_table_averages_draws_per_corpus_then_corpora_and_orders_leve
 def test_the_summary_gives_each_factors_contrast_per_method_and_its_mean() -> None:
     import pandas as pd
 
-    from stages.budget_report import factor_summary
+    from studies.budget_report import factor_summary
 
     table = pd.DataFrame({"held_out": ["Drug", "Drug"], "shots": [10, 10], "method": ["HGDA", "Transfer"],
                           "draws": [5, 5], "it0": [0.25, 0.24], "it100": [0.28, 0.25], "final": [0.33, 0.28]})
@@ -73,7 +73,7 @@ def test_the_summary_gives_each_factors_contrast_per_method_and_its_mean() -> No
 def test_the_report_names_each_part_of_the_design_with_too_few_domains() -> None:
     import pandas as pd
 
-    from stages.budget_report import missing
+    from studies.budget_report import missing
 
     rows = pd.DataFrame({"factor": ["meta_iterations", "meta_iterations", "steps", "sampling", "vectors", "oracle"],
                          "held_out": ["Disease", "Drug", "Disease", "Drug", "Drug", "Gene"],
@@ -93,7 +93,7 @@ def test_the_report_names_each_part_of_the_design_with_too_few_domains() -> None
 def test_the_covered_list_marks_a_domain_with_only_some_of_the_factors_methods() -> None:
     import pandas as pd
 
-    from stages.budget_report import coverage
+    from studies.budget_report import coverage
 
     rows = pd.DataFrame({"held_out": ["Disease", "Disease", "Drug", "Drug", "Gene"], "shots": [10, 10, 50, 10, 50],
                          "method": ["hgda", "metaner", "hgda", "metaner", "metaner"]})

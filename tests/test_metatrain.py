@@ -87,10 +87,8 @@ def test_derived_seeds_are_stable_and_distinct():
     assert derive_seed(13, "Disease", "hgda", 10) != derive_seed(13, "Disease", "hgda", 5)
 
 
-def _stage_layout(root, tiny_corpora, tiny_vectors, workers: int) -> dict:
+def _stage_layout(root, tiny_corpora, tiny_vectors) -> dict:
     """Processed corpora and vectors under ``root``, and small params for the stage."""
-    import dataclasses
-
     from hgda_core.data import save_corpus
 
     for corpora in tiny_corpora.values():
@@ -101,65 +99,152 @@ def _stage_layout(root, tiny_corpora, tiny_vectors, workers: int) -> dict:
         "shots": [3, 4], "seed": 7, "threads": 1,
         "corpora": [c.name for cs in tiny_corpora.values() for c in cs],
         "model": {"encoder": "bilstm", **dataclasses.asdict(TINY)},
-        "meta": {"held_out": ["Drug"], "methods": ["hgda"], **dataclasses.asdict(FAST), "workers": workers},
+        "meta": {"held_out": ["Drug"], "methods": ["hgda"], **dataclasses.asdict(FAST)},
     }
-
-
-def test_stage_outputs_do_not_depend_on_workers(tmp_path, tiny_corpora, tiny_vectors):
-    import hashlib
-    import json
-
-    from stages import metatrain as stage
-
-    outputs = []
-    for workers in (1, 2):
-        root = tmp_path / f"w{workers}"
-        stage.run(_stage_layout(root, tiny_corpora, tiny_vectors, workers), "Drug", "hgda", root)
-        run_dir = root / "reports" / "metatrain" / "bilstm" / "Drug-hgda"
-        metrics = json.loads((run_dir / "metrics.json").read_text())
-        for entry in metrics.values():
-            entry.pop("seconds")
-        digests = {k: hashlib.sha256((root / "models" / "metatrain" / "bilstm" / "Drug-hgda" / f"K{k}.pt").read_bytes()).hexdigest() for k in (3, 4)}
-        logs = {k: read_log(run_dir / "logs" / f"K{k}.jsonl.gz") for k in (3, 4)}
-        outputs.append((metrics, digests, logs, (run_dir / "curve.csv").read_text()))
-    assert set(outputs[0][0]) == {"K3", "K4"}
-    assert outputs[0] == outputs[1]
 
 
 def _stage_outputs(root):
     import hashlib
     import json
 
-    run_dir = root / "reports" / "metatrain" / "bilstm" / "Drug-hgda"
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    for entry in metrics.values():
-        entry.pop("seconds")
-    models = root / "models" / "metatrain" / "bilstm" / "Drug-hgda"
-    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(models.glob("*.pt"))}
-    logs = {p.name: read_log(p) for p in sorted((run_dir / "logs").glob("*.jsonl.gz"))}
-    return metrics, digests, logs, (run_dir / "curve.csv").read_text()
+    outputs = {}
+    for run_dir in sorted((root / "reports" / "metatrain" / "bilstm").iterdir()):
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        for entry in metrics.values():
+            entry.pop("seconds")
+        models = root / "models" / "metatrain" / "bilstm" / run_dir.name
+        digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(models.glob("*.pt"))}
+        logs = {p.name: read_log(p) for p in sorted((run_dir / "logs").glob("*.jsonl.gz"))}
+        outputs[run_dir.name] = (metrics, digests, logs, (run_dir / "curve.csv").read_text())
+    return outputs
 
 
-def test_stage_trains_one_k_at_a_time_to_the_same_outputs_with_snapshots(tmp_path, tiny_corpora, tiny_vectors):
+@pytest.fixture
+def stage_env(monkeypatch):
+    """The executor's environment of a stage test: one job in this process unless set."""
+    monkeypatch.setenv("HGDA_EXECUTOR", "local")
+    monkeypatch.setenv("HGDA_JOBS", "1")
+    monkeypatch.delenv("HGDA_CELLS", raising=False)
+    threads = torch.get_num_threads()
+    yield monkeypatch
+    torch.set_num_threads(threads)
+
+
+def test_stage_outputs_are_the_same_on_every_executor(tmp_path, tiny_corpora, tiny_vectors, stage_env):
+    """One process, a pool of two and submitit's local executor (one subprocess per cell)
+    write byte-identical checkpoints, logs and curves, and the same metrics."""
     from stages import metatrain as stage
 
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    for root in (whole, parts):
-        params = _stage_layout(root, tiny_corpora, tiny_vectors, 1)
-        params["meta"]["snapshots"] = [0, 3]
-        if root == whole:
-            stage.run(params, "Drug", "hgda", root)
-        else:
-            stage.run(params, "Drug", "hgda", root, only=[4])
-            stage.run(params, "Drug", "hgda", root, only=[3])
-            stage.run(params, "Drug", "hgda", root, only=[4])  # again: replaces K = 4 only
-    expected = _stage_outputs(whole)
-    assert set(expected[1]) == {f"K{k}{s}.pt" for k in (3, 4) for s in ("", "-it0", "-it3")}
-    assert [m["stopped_by"] for m in expected[0].values()] == ["cap", "cap"]
-    assert list(expected[0]) == ["K3", "K4"] and expected[0]["K3"]["shots"] == 3
-    assert _stage_outputs(parts) == expected
-    with pytest.raises(ValueError, match=r"--shots \[5\] must be among params.yaml shots \[3, 4\]"):
-        stage.run(params, "Drug", "hgda", parts, only=[5])
+    outputs = []
+    for executor, jobs in (("local", "1"), ("local", "2"), ("submitit-local", "1")):
+        root = tmp_path / f"{executor}-{jobs}"
+        stage_env.setenv("HGDA_EXECUTOR", executor)
+        stage_env.setenv("HGDA_JOBS", jobs)
+        stage_env.setenv("HGDA_SLURM_LOGS", str(tmp_path / "submitit"))
+        stage.run(_stage_layout(root, tiny_corpora, tiny_vectors), root, progress=False)
+        outputs.append(_stage_outputs(root))
+    assert set(outputs[0]) == {"Drug-hgda"} and set(outputs[0]["Drug-hgda"][1]) == {"K3.pt", "K4.pt"}
+    assert list(outputs[0]["Drug-hgda"][0]) == ["K3", "K4"]
+    assert outputs[0] == outputs[1] == outputs[2]
+
+
+def test_stage_reuses_stored_cells_and_writes_only_the_named_ones(tmp_path, tiny_corpora, tiny_vectors, stage_env):
+    """A run of one K after a run of two computes nothing and its outputs hold that K alone;
+    a new method computes only its cells; the outputs equal those of a fresh run."""
+    import hgda_core.grid as grid
+    from stages import metatrain as stage
+
+    root = tmp_path / "repo"
+    params = _stage_layout(root, tiny_corpora, tiny_vectors)
+    params["meta"]["snapshots"] = [0, 3]
+    stage.run(params, root, progress=False)
+    both = _stage_outputs(root)
+    assert set(both["Drug-hgda"][1]) == {f"K{k}{s}.pt" for k in (3, 4) for s in ("", "-it0", "-it3")}
+    assert [m["stopped_by"] for m in both["Drug-hgda"][0].values()] == ["cap", "cap"]
+    computed = []
+    real = grid.compute_metatrain
+    stage_env.setattr(stage, "compute_metatrain", lambda cell: computed.append(cell.label) or real(cell))
+    stage.run({**params, "shots": [4]}, root, progress=False)
+    assert computed == []
+    one = _stage_outputs(root)
+    assert set(one["Drug-hgda"][1]) == {"K4.pt", "K4-it0.pt", "K4-it3.pt"} and list(one["Drug-hgda"][0]) == ["K4"]
+    assert one["Drug-hgda"][0]["K4"] == both["Drug-hgda"][0]["K4"]
+    params["meta"]["methods"] = ["hgda", "metaner"]
+    stage.run(params, root, progress=False)
+    assert sorted(computed) == ["bilstm Drug-metaner K=3", "bilstm Drug-metaner K=4"]
+    assert _stage_outputs(root)["Drug-hgda"] == both["Drug-hgda"]
+
+
+def test_pulled_outputs_are_adopted_into_an_empty_store(tmp_path, tiny_corpora, tiny_vectors, stage_env):
+    """After ``dvc pull`` a clone has the outputs but no cell store: ``--plan``'s adoption
+    files them under their keys, so the stage computes nothing and writes the same files."""
+    import shutil
+
+    from hgda_core.cellstore import CellStore
+    from hgda_core.grid import META, adopt_metatrain
+    from stages import metatrain as stage
+
+    root = tmp_path / "repo"
+    params = _stage_layout(root, tiny_corpora, tiny_vectors)
+    params["meta"]["snapshots"] = [3]
+    cells = stage.run(params, root, progress=False)
+    before = _stage_outputs(root)
+    shutil.rmtree(root / "cells")
+    store = CellStore(root / "cells")
+    adopted = adopt_metatrain(cells, store, root / "models" / "metatrain", root / "reports" / "metatrain")
+    assert [c.key for c in adopted] == [c.key for c in cells] and all(store.has(META, c.key) for c in cells)
+    stage_env.setattr(stage, "compute_metatrain", lambda cell: pytest.fail(f"computed {cell.label}"))
+    stage.run(params, root, progress=False)
+    assert _stage_outputs(root) == before
+    # a checkpoint of another cell (other params) is not adopted as this one
+    params["meta"]["lam"] = 0.5
+    other = stage.plan(params, root)
+    assert adopt_metatrain(other, CellStore(tmp_path / "empty"), root / "models" / "metatrain", root / "reports" / "metatrain") == []
+
+
+def test_plan_summary_names_the_cells_and_the_committed_time(tmp_path, tiny_corpora, tiny_vectors, stage_env):
+    import json
+
+    from hgda_core.cellstore import CellStore
+    from stages import metatrain as stage
+
+    root = tmp_path / "repo"
+    params = _stage_layout(root, tiny_corpora, tiny_vectors)
+    reports = root / "reports" / "metatrain"
+    (reports / "bilstm" / "Drug-hgda").mkdir(parents=True)
+    (reports / "bilstm" / "Drug-hgda" / "metrics.json").write_text(json.dumps({"K4": {"seconds": 5400.0}}))
+    text = stage.summary(stage.plan(params, root), CellStore(root / "cells"), reports, jobs=2)
+    assert text.splitlines() == [
+        "metatrain: 2 cells named by params.yaml, 0 in the cell store, 2 to train",
+        "  K=3: 1 cells, no recorded time",
+        "  K=4: 1 cells, ≈ 1.5 core-hours (committed runs' seconds, 1 of 1 recorded)",
+        "  total ≈ 3.0 core-hours, ≈ 1.5 h on 2 worker(s) (HGDA_JOBS)",
+    ]
+
+
+def test_cell_keys_follow_what_a_run_reads(tmp_path, tiny_corpora, tiny_vectors):
+    """The key changes with a param the run reads, the corpora's or vectors' bytes; not
+    with the paths, the number of threads or the BERT section of a BiLSTM run."""
+    from stages import metatrain as stage
+
+    root = tmp_path / "repo"
+    params = _stage_layout(root, tiny_corpora, tiny_vectors)
+    keys = lambda p, r=root: [c.key for c in stage.plan(p, r)]  # noqa: E731
+    base = keys(params)
+    assert len(set(base)) == 2
+    assert keys({**params, "threads": 2}) == base
+    assert keys({**params, "model": {**params["model"], "bert": {"max_length": 9}}}) == base
+    assert keys({**params, "seed": 8}) != base
+    assert keys({**params, "meta": {**params["meta"], "lam": 0.5}})[0] != base[0]
+    moved = tmp_path / "moved"
+    _stage_layout(moved, tiny_corpora, tiny_vectors)
+    assert keys(params, moved) == base
+    vectors = moved / "data" / "embeddings" / "vectors.npz"
+    from hgda_core.embeddings import WordVectors
+
+    table = WordVectors.load(vectors)
+    WordVectors(table.words, table.vectors * 2).save(vectors)
+    assert keys(params, moved)[0] != base[0]
 
 
 def test_meta_params_horizon_and_checks():
@@ -180,15 +265,17 @@ def test_the_schedule_decays_over_the_horizon_not_the_cap(corpora, tiny_vectors)
     assert [r["lr"] for r in log.records] == pytest.approx([lr * (1 - i / 8) for i in range(1, 5)])
 
 
-def test_stage_rejects_a_pair_not_in_params(tmp_path, tiny_corpora, tiny_vectors):
+def test_stage_rejects_bad_params_before_any_work(tmp_path, tiny_corpora, tiny_vectors):
     from stages import metatrain as stage
 
-    params = _stage_layout(tmp_path, tiny_corpora, tiny_vectors, 1)
-    with pytest.raises(ValueError, match="Gene/hgda is not in params.yaml"):
-        stage.run(params, "Gene", "hgda", tmp_path)
+    params = _stage_layout(tmp_path, tiny_corpora, tiny_vectors)
     params["model"]["encoder"] = "elmo"
     with pytest.raises(ValueError, match="model.encoder must be one of bilstm, bert, got 'elmo'"):
-        stage.run(params, "Drug", "hgda", tmp_path)
+        stage.plan(params, tmp_path)
+    params["model"]["encoder"] = "bilstm"
+    params["meta"]["workers"] = 2
+    with pytest.raises(ValueError, match="params.yaml meta: .*unexpected keyword argument 'workers'"):
+        stage.plan(params, tmp_path)
 
 
 def _recording(base, seen):
@@ -301,51 +388,55 @@ def test_a_saved_state_of_other_params_is_not_resumed(corpora, tiny_vectors, tmp
         assert torch.equal(a, b), name
 
 
-def test_stage_resumes_a_killed_run_and_restart_discards_its_state(tmp_path, tiny_corpora, tiny_vectors, monkeypatch):
+def test_stage_resumes_a_killed_cell_and_restart_discards_its_state(tmp_path, tiny_corpora, tiny_vectors, stage_env):
     import json
 
+    import hgda_core.metatrain as mt
+    from hgda_core.executor import CellsFailed
     from stages import metatrain as stage
 
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     for root in (whole, killed):
-        params = _stage_layout(root, tiny_corpora, tiny_vectors, 1)
+        params = _stage_layout(root, tiny_corpora, tiny_vectors)
         params["shots"] = [4]
         params["meta"].update(max_iterations=9, patience=9, snapshots=[0, 5])
         params["model"]["dropout"] = 0.3
         if root == whole:
-            stage.run(params, "Drug", "hgda", whole)
-    state = killed / "models" / "resume" / "bilstm" / "Drug-hgda-K4.pt"
-    with monkeypatch.context() as patch:
-        patch.setattr(stage, "JsonlGzLog", lambda every: _LogKilledAt(7, every))
-        with pytest.raises(_Killed):
-            stage.run(params, "Drug", "hgda", killed)
+            stage.run(params, whole, progress=False)
+    (cell,) = stage.plan(params, killed)
+    state = killed / "cells" / "resume" / f"{cell.key}.pt"
+    with stage_env.context() as patch:
+        patch.setattr(mt, "JsonlGzLog", lambda every: _LogKilledAt(7, every))
+        with pytest.raises(CellsFailed, match="bilstm Drug-hgda K=4"):
+            stage.run(params, killed, progress=False)
     assert torch.load(state, weights_only=False)["iteration"] == 6
-    stage.run(params, "Drug", "hgda", killed)  # resumes after iteration 6
+    assert not (killed / "models" / "metatrain").exists()  # nothing half-written
+    stage.run(params, killed, progress=False)  # resumes after iteration 6
     assert not state.exists()
-    metrics, *rest = _stage_outputs(killed)
-    expected_metrics, *expected_rest = _stage_outputs(whole)
-    assert metrics["K4"].pop("resumed_at") == [6]
-    assert (metrics, rest) == (expected_metrics, expected_rest)
-    # --restart: a saved state is discarded and the run starts afresh
-    with monkeypatch.context() as patch:
-        patch.setattr(stage, "JsonlGzLog", lambda every: _LogKilledAt(4, every))
-        with pytest.raises(_Killed):
-            stage.run(params, "Drug", "hgda", killed)
+    outputs, expected = _stage_outputs(killed), _stage_outputs(whole)
+    assert outputs["Drug-hgda"][0]["K4"].pop("resumed_at") == [6]
+    assert outputs == expected
+    # --restart: a saved state is discarded and the cell starts afresh
+    import shutil
+
+    shutil.rmtree(killed / "cells" / "metatrain")
+    with stage_env.context() as patch:
+        patch.setattr(mt, "JsonlGzLog", lambda every: _LogKilledAt(4, every))
+        with pytest.raises(CellsFailed):
+            stage.run(params, killed, progress=False)
     assert state.is_file()
-    stage.run(params, "Drug", "hgda", killed, restart=True)
+    stage.run(params, killed, restart=True, progress=False)
     metrics = json.loads((killed / "reports" / "metatrain" / "bilstm" / "Drug-hgda" / "metrics.json").read_text())
     assert "resumed_at" not in metrics["K4"] and not state.exists()
 
 
-@pytest.mark.parametrize(("device", "expected"), [("cpu", 2), ("cuda", 1)])
-def test_worker_count_takes_workers_out_of_meta_on_every_device(device: str, expected: int) -> None:
-    """The stage builds MetaTrainParams from params.yaml's meta section less held_out, methods
-    and workers: on a GPU too (one process there), else MetaTrainParams rejects `workers`."""
-    from stages.common import load_params
-    from stages.metatrain import worker_count
+def test_a_checkpoint_loaded_with_other_word_vectors_is_a_clear_error(corpora, tiny_vectors, tmp_path):
+    from hgda_core.embeddings import WordVectors
 
-    meta = dict(load_params()["meta"], workers=2)
-    meta.pop("held_out"), meta.pop("methods")
-    assert worker_count(meta, torch.device(device)) == expected
-    assert "workers" not in meta
-    assert MetaTrainParams(**meta).max_iterations == load_params()["meta"]["max_iterations"]
+    model, _ = meta_train(corpora, tiny_factory(tiny_vectors), "Species", "hgda", 4, FAST, seed=2, progress=False)
+    model.save(tmp_path / "K4.pt")
+    assert torch.load(tmp_path / "K4.pt", weights_only=False)["vectors_fingerprint"] == tiny_vectors.fingerprint
+    other = WordVectors(tiny_vectors.words, tiny_vectors.vectors + 1.0)
+    with pytest.raises(ValueError, match=rf"K4.pt: trained with word vectors {tiny_vectors.fingerprint[:12]}, "
+                                         rf"given {other.fingerprint[:12]}"):
+        load_tagger(tmp_path / "K4.pt", other)

@@ -1,9 +1,9 @@
 """The ``download`` and ``prepare`` stages, end to end through DVC, on the fixture corpora.
 
 Each test works on a copy of the repository (tracked and untracked-but-not-ignored files,
-without data/, models/, reports/ and dvc.lock) whose checksums manifest is replaced by the
-fixture's and whose params.yaml lists the fixture corpora; the mirror is set with
-``HGDA_CORPORA_MIRROR``.  DVC runs as ``sys.executable -m dvc``; no network is used.
+without data/, models/, reports/, dvc.lock and the second pipeline, studies/) whose
+checksums manifest is replaced by the fixture's and whose params.yaml lists the fixture
+corpora; the mirror is set with ``HGDA_CORPORA_MIRROR``.  DVC runs as ``sys.executable -m dvc``; no network is used.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from stages.common import domain_of
 
 ROOT = Path(__file__).resolve().parents[1]
 MIRROR = ROOT / "tests" / "resources" / "mirror"
-SKIPPED_TOP = {"data", "models", "reports", ".venv"}
+SKIPPED_TOP = {"data", "models", "reports", ".venv", "studies", "cells", "dvcstore"}  # studies/: the second pipeline (its own dvc.yaml)
 FIXTURE_DOMAINS = {"Disease": ["toy-disease"], "Species": ["toy_species"]}
 
 needs_git = pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")

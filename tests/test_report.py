@@ -20,7 +20,7 @@ import pytest
 
 from hgda_core.data import Corpus, CorpusSplit, Sentence, save_corpus
 from hgda_core.report import FILES, ReportConfig, build_report
-from hgda_core.report_compare import (
+from hgda_core.report.compare import (
     load_paper_results,
     paper_vs_ours,
     render_paper_vs_ours,
@@ -28,8 +28,8 @@ from hgda_core.report_compare import (
     render_significance,
     significance_summary,
 )
-from hgda_core.report_logs import SentenceStore, bracketed, read_tasks, render_table1, table1
-from hgda_core.report_tables import best_mask, model_labels, read_scores, render_results, results_table
+from hgda_core.report.logs import SentenceStore, bracketed, read_tasks, render_table1, table1
+from hgda_core.report.tables import best_mask, model_labels, read_scores, render_results, results_table
 from hgda_core.significance import significance_table
 
 RESOURCES = Path(__file__).parent / "resources" / "report"
@@ -333,7 +333,7 @@ def test_table1_picks_highest_median_lowest(tmp_path: Path) -> None:
 def test_table1_resolves_missing_corpus_and_no_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     write_log(tmp_path / "log.jsonl.gz")
     tasks = read_tasks(tmp_path / "log.jsonl.gz", "Disease", "hgda", 5)
-    with caplog.at_level(logging.WARNING, logger="hgda_core.report_logs"):
+    with caplog.at_level(logging.WARNING, logger="hgda_core.report.logs"):
         frame = table1(tasks, SentenceStore(tmp_path / "nowhere"), max_sentences=1)
     assert frame.iloc[0]["Support sentences"].startswith("(gene-c #2 not found)")
     missing = [r.getMessage() for r in caplog.records if "not found" in r.getMessage()]
@@ -425,7 +425,7 @@ def test_caption_states_each_encoders_adaptation_protocol(scores: pd.DataFrame) 
 
 
 def test_meta_budget_notes_count_the_stop_reasons(tmp_path: Path) -> None:
-    from hgda_core.report_logs import meta_budget_notes
+    from hgda_core.report.logs import meta_budget_notes
 
     runs = {("Disease", "hgda"): {"K5": {"iterations": 300, "stopped_by": "patience"},
                                   "K10": {"iterations": 1500, "stopped_by": "cap", "resumed_at": [650, 1200]}},
@@ -454,7 +454,7 @@ def test_caption_names_the_corpora_of_a_k_run_under_two_protocols(scores: pd.Dat
 
 
 def test_f1_vs_k_marks_the_papers_values_of_the_shown_methods_only():
-    from hgda_core.report_plots import f1_vs_k_figure
+    from hgda_core.report.plots import f1_vs_k_figure
 
     rows = [{"corpus": "NCBI-disease", "method": m, "encoder": "bilstm", "shots": k, "repeat": r, "f1": f}
             for m, base in (("hgda", 0.1), ("transfer", 0.2)) for k in (5, 10) for r, f in enumerate((base, base + 0.02))]

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from hgda_core.report import GLANCE, build_report
-from hgda_core.report_compare import (
+from hgda_core.report.compare import (
     GLANCE_COLUMNS,
     load_paper_results,
     render_results_at_a_glance,
@@ -127,7 +127,7 @@ def test_build_report_writes_it_and_the_index_links_it_and_the_top_readme(tmp_pa
 def test_committed_glance_matches_the_committed_scores() -> None:
     """reports/results_at_a_glance.md is what the report stage makes of reports/scores.csv."""
     from hgda_core.report import corpus_order
-    from hgda_core.report_tables import model_labels, read_scores
+    from hgda_core.report.tables import model_labels, read_scores
     from stages.common import load_params
 
     committed = ROOT / "reports" / GLANCE

@@ -6,7 +6,7 @@ import csv
 import io
 
 from hgda_core.io import csv_text
-from stages.select_lr import FIELDS, devel_as_target
+from studies.select_lr import FIELDS, devel_as_target
 
 
 def test_devel_split_takes_the_place_of_test(tiny_corpora) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from hgda_core.report_selection import budget_summary, choose_budget, meta_summary, plot_budget, plot_meta_curves
-from stages.select_meta import parse_setting
+from hgda_core.report.selection import budget_summary, choose_budget, meta_summary, plot_budget, plot_meta_curves
+from studies.select_meta import parse_setting
 
 
 def _curves() -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from hgda_core.report_tables import read_scores
+from hgda_core.report.tables import read_scores
 from hgda_core.significance import COLUMNS, holm, paired_tests, significance_table
 
 SCORES = Path(__file__).parent / "resources" / "report" / "scores.csv"

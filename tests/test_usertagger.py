@@ -250,8 +250,15 @@ def test_bases(make_tagger: Callable[..., Tagger], tiny_vectors: WordVectors, tm
     make_tagger().save(tmp_path / "base.pt")
     assert isinstance(load_base(tmp_path / "base.pt", tiny_vectors), Tagger)
     other = WordVectors.build(["x"], torch.zeros(1, 5).numpy())
-    with pytest.raises(ModelFolderError, match="does not fit the word vectors"):
+    with pytest.raises(ModelFolderError, match=rf"base.pt: trained with word vectors {tiny_vectors.fingerprint[:12]}, "
+                                               rf"given {other.fingerprint[:12]}; pass the vectors it was trained with"):
         load_base(tmp_path / "base.pt", other)
+    # a checkpoint without the record (older than it) still fails on a table of another size
+    ckpt = torch.load(tmp_path / "base.pt", weights_only=False)
+    del ckpt["vectors_fingerprint"]
+    torch.save(ckpt, tmp_path / "old.pt")
+    with pytest.raises(ModelFolderError, match="does not fit the word vectors"):
+        load_base(tmp_path / "old.pt", other)
 
 
 def test_adapt_tagger_refuses_bad_sentences(make_tagger: Callable[..., Tagger]) -> None:

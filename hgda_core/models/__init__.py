@@ -43,8 +43,18 @@ def build_tagger(
 
 def load_tagger(path: str | Path, vectors: WordVectors, ckpt: dict | None = None) -> Tagger:
     """Rebuild a BiLSTM tagger saved by :meth:`Tagger.save` (word vectors are given, not
-    saved; ``ckpt``: the checkpoint's contents, if already read)."""
+    saved; ``ckpt``: the checkpoint's contents, if already read).
+
+    Raises:
+        ValueError: when the checkpoint records the fingerprint of other word vectors.
+    """
     ckpt = ckpt if ckpt is not None else Tagger.read_checkpoint(path)
+    trained_with = ckpt.get("vectors_fingerprint")
+    if trained_with is not None and trained_with != vectors.fingerprint:
+        raise ValueError(
+            f"{path}: trained with word vectors {trained_with[:12]}, given {vectors.fingerprint[:12]} "
+            f"({len(vectors)} words); load it with the vectors it was trained with (data/embeddings of its run)"
+        )
     model = build_tagger(
         vectors, BiLSTMConfig(**ckpt["encoder_config"]), ckpt["decoder_domains"],
         ckpt["classifier_domains"], ckpt["labels"],

@@ -239,7 +239,8 @@ class Tagger(nn.Module):
         return {k: v for k, v in self.state_dict().items() if k not in frozen}
 
     def save(self, path: str | Path, **meta: Any) -> None:
-        """Save the checkpoint (trainable state, domains, labels, encoder config), atomically."""
+        """Save the checkpoint (trainable state, domains, labels, encoder config and, for a
+        BiLSTM, the fingerprint of its word vectors, which are not saved), atomically."""
         payload = {
             "state": {k: v.cpu() for k, v in self.trainable_state().items()},
             "decoder_domains": list(self.decoders.keys()),
@@ -250,6 +251,9 @@ class Tagger(nn.Module):
             "encoder_config": dataclasses.asdict(getattr(self.encoder, "config")),
             "meta": meta,
         }
+        vectors = getattr(self.encoder, "vectors", None)
+        if vectors is not None and hasattr(vectors, "fingerprint"):
+            payload["vectors_fingerprint"] = vectors.fingerprint
         with atomic_write(path, "wb") as fh:
             torch.save(payload, fh)
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from hgda_core.report_tables import METRICS, method_label, row_key, tex_words
+from hgda_core.report.tables import METRICS, method_label, row_key, tex_words
 from hgda_core.tables import to_latex, to_markdown
 
-PAPER_RESULTS_PATH = Path(__file__).resolve().parent / "resources" / "paper_results.csv"
+PAPER_RESULTS_PATH = Path(__file__).resolve().parents[1] / "resources" / "paper_results.csv"
 """The paper's Tables 3 (F1, with Overall), 4 (precision) and 5 (recall), in long form."""
 
 PAPER_VS_OURS_COLUMNS = ("metric", "shots", "method", "encoder", "corpus", "paper", "ours", "diff", "note")

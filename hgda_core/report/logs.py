@@ -21,7 +21,7 @@ import pandas as pd
 
 from hgda_core.data import Corpus, Sentence, load_corpus
 from hgda_core.metatrain import read_log
-from hgda_core.report_tables import method_label
+from hgda_core.report.tables import method_label
 from hgda_core.tables import to_latex, to_markdown
 
 TASK_COLUMNS = (

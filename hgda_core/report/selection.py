@@ -3,9 +3,9 @@
 Two kinds of evidence, both from the *source* domains of a held-out domain (never the
 held-out domain, never a test split):
 
-* meta-training curves (``reports/selection/meta_curves.csv``, :mod:`stages.select_meta`):
+* meta-training curves (``reports/selection/meta_curves.csv``, :mod:`studies.select_meta`):
   the meta-validation loss against iterations under each candidate step size;
-* fine-tuning budgets (``reports/selection/adapt_budget.csv``, :mod:`stages.select_lr`):
+* fine-tuning budgets (``reports/selection/adapt_budget.csv``, :mod:`studies.select_lr`):
   the devel F1 of a meta-trained checkpoint adapted to the source corpora, per K, number
   of steps and rate.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hgda_core.report_plots import _grid, placeholder, save
+from hgda_core.report.plots import _grid, placeholder, save
 
 
 def meta_summary(curves: pd.DataFrame, within: float = 0.05) -> pd.DataFrame:
@@ -73,7 +73,7 @@ def choose_budget(summary: pd.DataFrame, tolerance: float = 0.005) -> pd.DataFra
 def plot_meta_curves(curves: pd.DataFrame, path: str | Path) -> None:
     """Meta-validation loss against iterations, a panel per run, a line per setting."""
     if curves.empty:
-        placeholder(path, "Meta-training step size", "No selection curves yet: run python -m stages.select_meta.")
+        placeholder(path, "Meta-training step size", "No selection curves yet: run python -m studies.select_meta.")
         return
     runs = list(curves.groupby(["held_out", "method", "shots"], sort=False))
     fig, axes = _grid(len(runs), 2, (5.0, 3.4))
@@ -92,7 +92,7 @@ def plot_meta_curves(curves: pd.DataFrame, path: str | Path) -> None:
 def plot_budget(rows: pd.DataFrame, path: str | Path) -> None:
     """Mean source-devel F1 against fine-tuning steps, a panel per K, a line per rate."""
     if rows.empty:
-        placeholder(path, "Fine-tuning budget", "No budget rows yet: run python -m stages.select_lr --steps ...")
+        placeholder(path, "Fine-tuning budget", "No budget rows yet: run python -m studies.select_lr --steps ...")
         return
     summary = budget_summary(rows)
     ks = sorted(summary["shots"].unique())

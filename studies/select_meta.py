@@ -1,4 +1,5 @@
-"""Choose the meta-training step size on SOURCE-domain devel data only (not a DVC stage).
+"""Choose the meta-training step size on SOURCE-domain devel data only
+(stage ``select_meta`` of ``studies/dvc.yaml``).
 
 The paper leaves two things open that together set how far one meta-training iteration
 moves the weights: the loss reduction over a task's sentences (``meta.loss_reduction``:
@@ -11,11 +12,11 @@ splits, the same for every setting — against iterations.  The held-out domain 
 read.  Rows go to ``reports/selection/meta_curves.csv`` (appended; a setting's earlier
 rows for the same held-out domain, method and K are replaced); the checkpoints at the end
 (and at ``--snapshots``) to ``models/selection/``, for the adapted F1 of
-:mod:`stages.select_budget`.
+:mod:`studies.select_lr`.
 
 Run from the repository root, e.g.::
 
-    python -m stages.select_meta --held-out Disease --method hgda --k 10 --iterations 400 \\
+    python -m studies.select_meta --held-out Disease --method hgda --k 10 --iterations 400 \\
         --settings "loss_reduction=mean,default_lr=0.01;loss_reduction=sum,default_lr=0.01"
 """
 
@@ -36,7 +37,7 @@ from hgda_core.metatrain import MetaTrainParams, meta_train
 from hgda_core.models import ModelSpec
 from stages.common import ROOT, load_params
 
-log = logging.getLogger("stages.select_meta")
+log = logging.getLogger("studies.select_meta")
 OUT = ROOT / "reports" / "selection" / "meta_curves.csv"
 MODELS = ROOT / "models" / "selection"
 FIELDS = ("held_out", "method", "shots", "setting", "loss_reduction", "default_lr", "schedule_horizon",

@@ -3,9 +3,10 @@ tests, the comparison with the paper's figures, three figures and an index.
 
 :func:`build_report` writes everything under one folder (atomically, file by file) from
 the adaptation scores and whatever meta-training logs exist; what is missing is said in
-the files, never an error.  The pieces live in :mod:`hgda_core.report_tables` (Tables
-3–5), :mod:`hgda_core.report_compare` (significance, the paper's figures),
-:mod:`hgda_core.report_logs` (Table 1, hardness, curves) and :mod:`hgda_core.report_plots`.
+the files, never an error.  The pieces live in :mod:`hgda_core.report.tables` (Tables
+3–5), :mod:`hgda_core.report.compare` (significance, the paper's figures),
+:mod:`hgda_core.report.logs` (Table 1, hardness, curves) and :mod:`hgda_core.report.plots`;
+:mod:`hgda_core.report.selection` renders the selection evidence of ``studies/``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from hgda_core.io import atomic_write, write_text
-from hgda_core.report_compare import (
+from hgda_core.report.compare import (
     load_paper_results,
     paper_vs_ours,
     render_paper_vs_ours,
@@ -27,7 +28,7 @@ from hgda_core.report_compare import (
     render_significance,
     results_at_a_glance,
 )
-from hgda_core.report_logs import (
+from hgda_core.report.logs import (
     meta_budget_notes,
     SentenceStore,
     find_runs,
@@ -37,8 +38,8 @@ from hgda_core.report_logs import (
     read_tasks,
     render_table1,
 )
-from hgda_core.report_plots import plot_curves, plot_f1_vs_k, plot_hardness
-from hgda_core.report_tables import ENCODER_LABELS, METRICS, model_labels, render_results, results_table
+from hgda_core.report.plots import plot_curves, plot_f1_vs_k, plot_hardness
+from hgda_core.report.tables import ENCODER_LABELS, METRICS, model_labels, render_results, results_table
 from hgda_core.significance import significance_table
 
 log = logging.getLogger(__name__)
@@ -112,12 +113,13 @@ def render_index(scores: pd.DataFrame, notes: Sequence[str], at_a_glance: bool =
              "How to run the pipeline and what each part does: the [project README](../README.md).", ""]  # fmt: skip
     files = {GLANCE: GLANCE_TEXT, **FILES} if at_a_glance else FILES
     lines += [f"- [`{name}`]({name}): {text}" for name, text in files.items()]
-    lines += ["", "Not written by this stage: [`selection/README.md`](selection/README.md), how the "
-              "protocol's budgets were chosen on source-domain devel data (`python -m stages.select_report`); "
+    lines += ["", "Not written by this stage but by the studies pipeline ([`studies/README.md`](../studies/README.md)): "
+              "[`selection/README.md`](selection/README.md), how the "
+              "protocol's budgets were chosen on source-domain devel data (`python -m studies.select_report`); "
               "[`budget_study.md`](budget_study.md), what longer training, longer adaptation and better "
-              "word vectors are worth on the target devel splits (`python -m stages.budget_study`, then `python -m stages.budget_report`); "
+              "word vectors are worth on the target devel splits (`python -m studies.budget_study`, then `python -m studies.budget_report`); "
               "[`cap_horizon.csv`](cap_horizon.csv), four K = 10 meta-training runs (two of them capped) under a cap and "
-              "schedule of 1,500 and of 3,000, adapted on source devel (the selection data) and target devel (analysis only), read in "
+              "schedule of 1,500 and of 3,000, adapted on source devel (the selection data) and target devel (analysis only; `python -m studies.cap_check`), read in "
               "[docs/reproducing.md](../docs/reproducing.md#runs-that-stop-at-the-cap)."]  # fmt: skip
     lines += ["", "## Inputs", ""]
     if len(scores):
@@ -156,7 +158,7 @@ def build_report(
     """Write every report file under ``out_dir``; return their paths.
 
     Args:
-        scores: rows of ``reports/scores.csv`` (:func:`hgda_core.report_tables.read_scores`).
+        scores: rows of ``reports/scores.csv`` (:func:`hgda_core.report.tables.read_scores`).
         out_dir: the report folder (``reports``).
         metatrain_dir: the meta-training runs (``reports/metatrain``).
         processed_dir: the processed corpora that resolve logged sentences.

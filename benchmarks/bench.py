@@ -19,8 +19,8 @@ large fp32 matrix product measured in the same run (``matmul_gflops.best``):
   K = 5, 10 and 50, as tasks per second;
 * the two implementations' adapted weights and tags are checked equal on the way.
 
-Run from the repository root after ``dvc repro embed``: ``python -m stages.bench``
-(``python -m stages.bench --encoder bert [--device cuda]`` for BERT).
+Run from the repository root after ``dvc repro embed``: ``python -m benchmarks.bench``
+(``python -m benchmarks.bench --encoder bert [--device cuda]`` for BERT).
 """
 
 from __future__ import annotations
@@ -44,10 +44,10 @@ from hgda_core.meta import MetaConfig, MetaLearner
 from hgda_core.metatrain import source_domains
 from hgda_core.models import ModelSpec, Tagger, build_tagger
 from hgda_core.sampler import TaskSampler
-from stages import bench_tagging
+from benchmarks import bench_tagging
 from stages.common import ROOT, load_params
 
-log = logging.getLogger("stages.bench")
+log = logging.getLogger("benchmarks.bench")
 BENCH = ROOT / "reports" / "bench.json"
 KERNELS = ("reference", "new")
 

@@ -20,7 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from hgda_core.io import atomic_write
-from hgda_core.report_tables import method_label, row_key
+from hgda_core.report.tables import method_label, row_key
 
 DPI = 110
 METHOD_COLOURS = {
@@ -78,7 +78,7 @@ PAPER_MARKER = "D"
 def f1_vs_k_figure(scores: pd.DataFrame, corpora: Sequence[str], metric: str = "f1",
                    paper: pd.DataFrame | None = None) -> Figure:
     """One panel per corpus: mean ``metric`` against K, one line per method (± std over
-    repetitions); with ``paper`` (:func:`hgda_core.report_compare.load_paper_results`),
+    repetitions); with ``paper`` (:func:`hgda_core.report.compare.load_paper_results`),
     the paper's value of each shown method, encoder, corpus and K as a hollow diamond
     beside ours (same colour), a reference marker without a line."""
     cells = scores.groupby(["corpus", "method", "encoder", "shots"])[metric].agg(["mean", "std"]).reset_index()

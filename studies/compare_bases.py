@@ -1,4 +1,5 @@
-"""`hgda adapt` from a held-out meta-trained checkpoint vs from scratch (not a DVC stage).
+"""`hgda adapt` from a held-out meta-trained checkpoint vs from scratch
+(stage ``compare_bases`` of ``studies/dvc.yaml``).
 
 For each corpus of ``--corpora`` (default the two Disease corpora), K of ``--shots`` and
 draw r < ``--draws``, the K train sentences of draw r (:func:`hgda_core.adapt.draw_for`,
@@ -8,8 +9,9 @@ exactly what ``hgda adapt`` runs — once from
 corpus's domain out) and once from random initialisation (``--base none``), and both are
 scored on the whole test split.  Rows go to stdout as JSON lines and to ``--out``.
 
-Run after ``python -m stages.metatrain --held-out Disease --method hgda`` (for the K asked):
-``python -m stages.compare_bases --shots 10 50 --out reports/own_corpus_bases.json``.
+Run once the main pipeline's checkpoints are in the workspace (``dvc pull``, or ``dvc repro
+metatrain`` with Disease held out, ``hgda`` and the K asked):
+``python -m studies.compare_bases --shots 10 50 --draws 5 --out reports/own_corpus_bases.json``.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@
   model folder writing included) from the release base model (``--base none`` when it
   is not built), on NCBI-disease draw 0.
 
-Run after ``dvc repro embed`` (and ``dvc repro release``): ``python -m stages.bench_tagging``;
-``python -m stages.bench`` runs it too, after its own figures.
+Run after ``dvc repro embed`` (and ``dvc repro release``): ``python -m benchmarks.bench_tagging``;
+``python -m benchmarks.bench`` runs it too, after its own figures.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from hgda_core.text import detokenize, split_text
 from hgda_core.usertagger import AdaptedTagger, ModelFolderError, adapt_tagger, release_checkpoint
 from stages.common import ROOT, load_params
 
-log = logging.getLogger("stages.bench_tagging")
+log = logging.getLogger("benchmarks.bench_tagging")
 BENCH = ROOT / "reports" / "bench.json"
 SENTENCES_PER_DOCUMENT = 10
 

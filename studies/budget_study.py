@@ -1,7 +1,8 @@
-"""The budget study: what training longer, adapting longer and better word vectors are worth (not a DVC stage).
+"""The budget study: what training longer, adapting longer and better word vectors are worth
+(stage ``budget_study`` of ``studies/dvc.yaml``).
 
 An *analysis*, never a selection: the protocol's defaults are fixed beforehand on source
-devel data (:mod:`stages.select_meta`, :mod:`stages.select_lr`, ``reports/selection/``).
+devel data (:mod:`studies.select_meta`, :mod:`studies.select_lr`, ``reports/selection/``).
 Every point is the mean F1 on the **devel split of the held-out domain's corpora** (the
 target devel, which no stage reads) over the draws ``r < --draws`` of the grid
 (:func:`hgda_core.adapt.draw_for`: the same sentences for every method), one factor at
@@ -22,11 +23,11 @@ a time, everything else at the protocol's defaults:
 Rows go to ``reports/budget_study.csv`` (one per factor level, method, corpus, K and draw;
 a factor's earlier rows for the same held-out domain, K and method are replaced, so the
 methods of one K can run one at a time, each while its checkpoints exist), and
-:mod:`stages.budget_report` renders ``reports/budget_study.md`` and its plot.
+:mod:`studies.budget_report` renders ``reports/budget_study.md`` and its plot.
 
 Run from the repository root after the grid's meta-training, e.g.::
 
-    python -m stages.budget_study --held-out Disease,Gene --shots 10,50 --draws 5 \\
+    python -m studies.budget_study --held-out Disease,Gene --shots 10,50 --draws 5 \\
         --factors meta_iterations,steps,oracle --steps 50,100,200,400
 """
 
@@ -52,9 +53,9 @@ from hgda_core.io import csv_text, setup_logging, write_text
 from hgda_core.metatrain import MetaTrainParams, derive_seed, meta_train
 from hgda_core.models import ModelSpec, Tagger, load_model
 from stages.common import ROOT, effective_params, load_params
-from stages.select_lr import devel_as_target
+from studies.select_lr import devel_as_target
 
-log = logging.getLogger("stages.budget_study")
+log = logging.getLogger("studies.budget_study")
 OUT = ROOT / "reports" / "budget_study.csv"
 FACTORS = ("meta_iterations", "steps", "vectors", "sampling", "oracle")
 FIELDS = ("factor", "level", "held_out", "method", "corpus", "shots", "repetition", "split", "steps",
@@ -77,7 +78,7 @@ class Study:
 
     def __init__(self, params: dict[str, Any], draws: int, root: Path = ROOT) -> None:
         self.params, self.root = effective_params(params), root
-        self.config = dataclasses.replace(AdaptConfig(**self.params["adapt"]), repeats=draws, workers=1)
+        self.config = dataclasses.replace(AdaptConfig(**self.params["adapt"]), repeats=draws)
         self.spec = ModelSpec.from_params(self.params["model"])
         self.vectors = WordVectors.load(root / "data" / "embeddings" / "vectors.npz")
         self.corpora = load_corpora(root / "data" / "processed", self.params["corpora"])
@@ -94,8 +95,8 @@ class Study:
     def checkpoint(self, held_out: str, method: str, k: int, suffix: str = "", vectors: WordVectors | None = None) -> Tagger:
         path = self.run_dir(held_out, method) / f"K{k}{suffix}.pt"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no checkpoint; run python -m stages.metatrain --held-out {held_out} "
-                                    f"--method {method} --shots {k} first")  # fmt: skip
+            raise FileNotFoundError(f"{path}: no checkpoint; dvc pull, or dvc repro metatrain with {held_out} held "
+                                    f"out, method {method} and K = {k} in params.yaml, first")  # fmt: skip
         return load_model(path, vectors or self.vectors)
 
     def adapt(self, factor: str, level: str, held_out: str, corpus: Corpus, k: int, method: str, base: Tagger | None,

@@ -1,4 +1,5 @@
-"""Choose the fine-tuning protocol (rates and steps) on SOURCE-domain devel data only (not a DVC stage).
+"""Choose the fine-tuning protocol (rates and steps) on SOURCE-domain devel data only
+(stages ``select_lr`` and ``select_lr_bert`` of ``studies/dvc.yaml``).
 
 The paper gives eq. 3 for its meta-training rates but no fine-tuning schedule, and its
 BERT rate (1e-5 at K = 32) is stated for SGD.  This tool measures candidate rates the
@@ -9,17 +10,17 @@ the pre-trained BERT — is adapted (fresh tag decoder, ``adapt.steps`` steps or
 ``--steps``) to K train sentences of each *source* corpus and scored on a seeded subset
 of that corpus's devel split.  Rows go to ``reports/lr_selection.csv`` (or ``--out``;
 appended; one per candidate, corpus and draw), a summary to the log.  ``--checkpoint``
-adapts another meta-trained checkpoint (e.g. one of :mod:`stages.select_meta`).
+adapts another meta-trained checkpoint (e.g. one of :mod:`studies.select_meta`).
 
 Run from the repository root, e.g.::
 
-    python -m stages.select_lr --method bert_finetune --encoder bert --held-out Disease \\
+    python -m studies.select_lr --method bert_finetune --encoder bert --held-out Disease \\
         --k 10 --theta-lrs 1e-5,1e-3,1e-2 --head-lrs 0.1 --repeats 2 --devel 150 \\
         --corpora BC5CDR-chem,JNLPBA,s800
 
 The adaptation budget (steps × rate of the BiLSTM, every K)::
 
-    python -m stages.select_lr --method hgda --held-out Disease --k 10 --steps 30,100,200,400 \
+    python -m studies.select_lr --method hgda --held-out Disease --k 10 --steps 30,100,200,400 \
         --head-lrs 0.03,0.1,0.3 --repeats 3 --devel 300 --out reports/selection/adapt_budget.csv
 """
 
@@ -40,7 +41,7 @@ from hgda_core.io import csv_text, setup_logging, write_text
 from hgda_core.models import ModelSpec, load_model
 from stages.common import ROOT, load_params
 
-log = logging.getLogger("stages.select_lr")
+log = logging.getLogger("studies.select_lr")
 OUT = ROOT / "reports" / "lr_selection.csv"
 # One budget_selection.png panel per K: mean source-devel F1 against steps, a line per rate.
 FIELDS = ("encoder", "method", "held_out", "corpus", "shots", "theta_default_lr", "head_default_lr",
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for theta, head, n_steps in grid:
         config = dataclasses.replace(AdaptConfig(**params["adapt"]), default_lr=head, repeats=args.repeats,
-                                     test_sentences=args.devel, workers=1, steps=n_steps)  # fmt: skip
+                                     test_sentences=args.devel, steps=n_steps)  # fmt: skip
         for corpus in sources:
             start = time.perf_counter()
             scored = run_adaptation(corpus, args.k, [args.method], {args.method: base}, config, params["seed"],

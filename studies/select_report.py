@@ -1,12 +1,13 @@
-"""Render the selection evidence: ``reports/selection/README.md`` and its two plots (not a DVC stage).
+"""Render the selection evidence: ``reports/selection/README.md`` and its two plots
+(stage ``select_report`` of ``studies/dvc.yaml``).
 
-Reads ``reports/selection/meta_curves.csv`` (:mod:`stages.select_meta`) and
-``reports/selection/adapt_budget.csv`` (:mod:`stages.select_lr` with ``--steps``), both
+Reads ``reports/selection/meta_curves.csv`` (:mod:`studies.select_meta`) and
+``reports/selection/adapt_budget.csv`` (:mod:`studies.select_lr` with ``--steps``), both
 measured on SOURCE-domain devel data only, and writes the summary tables, the budget the
-selection rule picks per K (:func:`hgda_core.report_selection.choose_budget`) and the
+selection rule picks per K (:func:`hgda_core.report.selection.choose_budget`) and the
 plots ``meta_curves.png`` and ``adapt_budget.png`` beside them.
 
-Run from the repository root: ``python -m stages.select_report``.
+Run from the repository root: ``python -m studies.select_report``.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import logging
 import pandas as pd
 
 from hgda_core.io import setup_logging, write_text
-from hgda_core.report_selection import budget_summary, choose_budget, meta_summary, plot_budget, plot_meta_curves
+from hgda_core.report.selection import budget_summary, choose_budget, meta_summary, plot_budget, plot_meta_curves
 from hgda_core.tables import to_markdown
 from stages.common import ROOT
 
-log = logging.getLogger("stages.select_report")
+log = logging.getLogger("studies.select_report")
 FOLDER = ROOT / "reports" / "selection"
 
 

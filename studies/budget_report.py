@@ -1,13 +1,14 @@
-"""Render ``reports/budget_study.md`` and its plot from ``reports/budget_study.csv`` (not a DVC stage).
+"""Render ``reports/budget_study.md`` and its plot from ``reports/budget_study.csv``
+(stage ``budget_report`` of ``studies/dvc.yaml``).
 
-Each factor of :mod:`stages.budget_study` becomes one table: the mean F1 (the mean over
+Each factor of :mod:`studies.budget_study` becomes one table: the mean F1 (the mean over
 draws per corpus, then over the held-out domain's corpora) per held-out domain, K and
 method, one column per level of the factor.  The plot draws mean F1 against meta-training
 iterations and against fine-tuning steps.  The ``oracle`` table reads *test* labels and is
 marked as such: it sizes how much picking the step on the test split inflates F1, and is
 never a result.
 
-Run from the repository root: ``python -m stages.budget_report``.
+Run from the repository root: ``python -m studies.budget_report``.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import logging
 import pandas as pd
 
 from hgda_core.io import setup_logging, write_text
-from hgda_core.report_plots import _grid, colour, placeholder, save
-from hgda_core.report_tables import method_label
+from hgda_core.report.plots import _grid, colour, placeholder, save
+from hgda_core.report.tables import method_label
 from hgda_core.tables import to_markdown
 from stages.common import ROOT, effective_params, load_params
 
-log = logging.getLogger("stages.budget_report")
+log = logging.getLogger("studies.budget_report")
 CSV, MD, PNG = ROOT / "reports" / "budget_study.csv", ROOT / "reports" / "budget_study.md", ROOT / "reports" / "plots" / "budget_study.png"
 CAPTIONS = {
     "meta_iterations": "F1 on the target devel splits against meta-training iterations: the snapshots "
@@ -133,7 +134,7 @@ def plot(rows: pd.DataFrame) -> None:
     panels = [(f, key, group) for f in ("meta_iterations", "steps") for key, group in
               rows[rows["factor"] == f].groupby(["held_out", "shots"])]  # fmt: skip
     if not panels:
-        placeholder(PNG, "Budget study", "No meta_iterations or steps rows yet: run python -m stages.budget_study.")
+        placeholder(PNG, "Budget study", "No meta_iterations or steps rows yet: run python -m studies.budget_study.")
         return
     fig, axes = _grid(len(panels), 2, (4.8, 3.3))
     for ax, (factor, (held_out, k), group) in zip(axes, panels):
@@ -161,7 +162,7 @@ def main() -> None:
              "ORACLE, every number is F1 on the **devel splits of the held-out domain's corpora**, which "
              "no stage reads, over the grid's first draws (the same sentences for every method); each "
              "cell is the mean over draws per corpus, then over the domain's corpora. Written by "
-             "`python -m stages.budget_report` from `budget_study.csv` (`python -m stages.budget_study`). "
+             "`python -m studies.budget_report` from `budget_study.csv` (`python -m studies.budget_study`). "
              "Back to the [reports index](README.md).", ""]  # fmt: skip
     gaps = missing(rows) if len(rows) else []
     if gaps:
