@@ -49,7 +49,8 @@ mutation: $(STAMP)
 # HGDA*, HGDA-NEs* and the BERT fine-tuning baseline at K = 10 with the BERT encoder of
 # params.yaml (model.bert; offline default MiniLM-L6). On a CPU the bert_cpu profile
 # applies (fewer iterations and draws, a seeded test subset; stated in the captions).
-# The rows land in reports/scores.csv beside the BiLSTM rows.
+# An experiment: its outputs and tables hold the BERT cells alone (`dvc exp show`,
+# `dvc exp apply`); the BiLSTM cells stay in the cell store for the next `dvc repro`.
 bert: $(STAMP)
 	PATH="$(abspath $(BIN)):$$PATH" dvc exp run -S shots=10 -S model.encoder=bert \
 	  -S 'meta.methods=[hgda,hgda_nes]' -S 'adapt.methods=[hgda,hgda_nes,bert_finetune]'

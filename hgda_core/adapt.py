@@ -36,10 +36,13 @@ from hgda_core.data import Corpus, Sentence
 from hgda_core.metatrain import derive_seed
 from hgda_core.metrics import entity_scores
 from hgda_core.models import Tagger, TaggerFactory
-from hgda_core.models.tagger import PreparedSentences
+from hgda_core.models.tagger import SHARED_DECODER, PreparedSentences
 from hgda_core.optim import OptimConfig, linear_schedule, scaled_lr, sgd
 
 SAMPLINGS: tuple[str, ...] = ("uniform", "with_entity")
+DECODER_INITS: tuple[str, ...] = ("fresh", "mean", "best_source", "shared")
+"""How the target decoder starts (:func:`start_decoder`)."""
+EVAL_SPLITS: tuple[str, ...] = ("test", "devel")
 SCRATCH = "scratch"
 BERT_FINETUNE = "bert_finetune"
 """The paper's BioBERT baseline: the pre-trained BERT, a fresh tag head, no meta-training."""
@@ -64,10 +67,20 @@ class AdaptConfig(OptimConfig):
     sampling: str = "uniform"
     eval_batch_size: int = 256
     test_sentences: int = 0
+    decoder_init: str = "fresh"
+    encoder_rate: float = 1.0
+    probe_steps: int = 0
+    eval_split: str = "test"
 
     def __post_init__(self) -> None:
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"adapt.sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
+        if self.decoder_init not in DECODER_INITS:
+            raise ValueError(f"adapt.decoder_init must be one of {', '.join(DECODER_INITS)}, got {self.decoder_init!r}")
+        if self.eval_split not in EVAL_SPLITS:
+            raise ValueError(f"adapt.eval_split must be one of {', '.join(EVAL_SPLITS)}, got {self.eval_split!r}")
+        if self.encoder_rate < 0 or self.probe_steps < 0:
+            raise ValueError(f"adapt.encoder_rate and adapt.probe_steps must be >= 0, got {self.encoder_rate}, {self.probe_steps}")
         if self.repeats <= 0 or self.steps < 0:
             raise ValueError(f"adapt.repeats must be > 0 and adapt.steps >= 0, got {self.repeats}, {self.steps}")
 
@@ -140,6 +153,52 @@ def _copy_sharing_frozen(model: Tagger) -> Tagger:
     return copy.deepcopy(model, memo)
 
 
+def source_decoder_names(model: Tagger, domain: str) -> list[str]:
+    """The source domains' decoders of ``model`` (not ``domain``'s, not the shared start)."""
+    return [name for name in model.decoders if name not in (domain, SHARED_DECODER)]
+
+
+def start_decoder(model: Tagger, domain: str, sentences: Sequence[Sentence], how: str) -> str:
+    """Set the state of ``model``'s (new) decoder for ``domain`` by ``how``; return what
+    it started from.
+
+    - ``fresh``: as :meth:`Tagger.add_decoder` initialised it (the paper's reading of §4.2);
+    - ``mean``: the parameter-wise mean of the source decoders;
+    - ``best_source``: the source decoder with the lowest L^lab on the K ``sentences``
+      (the only labelled data of the new domain; dropout off, no gradient);
+    - ``shared``: the decoder start that meta-training learned (``meta.inner_decoder:
+      shared``).
+
+    A model without what ``how`` needs (``scratch``, BERT fine-tuning, a checkpoint with no
+    shared start, source decoders of another tag set) keeps the fresh decoder: the
+    starts differ only where a method has something to start from.
+    """
+    target = model.decoders[domain]
+    names = source_decoder_names(model, domain)
+    fits = [n for n in names if model.decoders[n].labels == target.labels]
+    if how == "mean" and fits:
+        states = [model.decoders[n].state_dict() for n in fits]
+        target.load_state_dict({key: torch.stack([st[key].float() for st in states]).mean(0).to(states[0][key].dtype)
+                                for key in states[0]})
+        return "mean"
+    if how == "best_source" and fits:
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            losses = {}
+            for name in fits:
+                batch = model.task_batch(sentences, [], name)
+                losses[name] = float(model(batch, batch.support, None)[0])
+        model.train(was_training)
+        best = min(fits, key=lambda n: (losses[n], n))
+        target.load_state_dict(model.decoders[best].state_dict())
+        return best
+    if how == "shared" and SHARED_DECODER in model.decoders and model.decoders[SHARED_DECODER].labels == target.labels:
+        target.load_state_dict(model.decoders[SHARED_DECODER].state_dict())
+        return SHARED_DECODER
+    return "fresh"
+
+
 def fine_tune(
     model: Tagger,
     domain: str,
@@ -153,30 +212,40 @@ def fine_tune(
     theta_lr: float | None = None,
     labels: Sequence[str] | None = None,
     on_step: Callable[[int, Tagger], None] | None = None,
+    decoder_init: str = "fresh",
+    encoder_rate: float = 1.0,
+    probe_steps: int = 0,
 ) -> Tagger:
     """Adapt a copy of ``model`` to ``domain`` on the K ``sentences`` (sequence encoder adaptation, §4.2).
 
-    A fresh CRF decoder φ is attached for ``domain`` (replacing one of that name, if
-    any); the encoder θ and that decoder are then trained for ``steps`` full-batch SGD
-    steps on the CRF loss L^lab of the K sentences, with the Appendix's momentum, weight
-    decay, gradient clipping and linear learning-rate schedule, dropout on.  The source
-    decoders and the domain head ω are not in the optimiser and get no gradient.
+    A new CRF decoder φ is attached for ``domain`` (replacing one of that name, if any)
+    and started by ``decoder_init`` (:func:`start_decoder`; ``fresh`` is the paper's
+    reading).  Then, optionally, ``probe_steps`` steps train the decoder alone (linear
+    probing), and ``steps`` full-batch SGD steps train the encoder θ and the decoder
+    together on the CRF loss L^lab of the K sentences, with the Appendix's momentum,
+    weight decay, gradient clipping and a linear learning-rate schedule per phase, dropout
+    on.  The source decoders and the domain head ω are not in the optimiser and get no
+    gradient.
 
     Args:
         model: the meta-trained (or freshly built) tagger; never modified.
         domain: the target domain.
         sentences: the adaptation set T' (K sentences).
-        steps: number of SGD steps.
-        lr: initial learning rate (eq. 3 gives it from K: :func:`adaptation_lr`).
+        steps: number of joint SGD steps.
+        lr: the decoder's initial learning rate (eq. 3 gives it from K: :func:`adaptation_lr`).
         momentum, weight_decay, grad_clip: Appendix values 0.9, 1e-6, 5.
         seed: seeds the new decoder and the dropout masks; the global torch generator
             is left as it was.
         theta_lr: the encoder's own initial rate (BERT: 1e-5 scaled by eq. 3, Appendix);
-            None: the encoder and the new decoder both use ``lr``.
+            None: the encoder's rate is ``lr``.
         labels: the new decoder's tag set (``O`` first; e.g. typed ``B-Chemical``
             tags of a user's corpus); None: the model's own labels.
-        on_step: called as ``on_step(i, model)`` after step i = 1..steps (e.g. to score
-            the trajectory; it must leave the weights as it found them).
+        on_step: called as ``on_step(i, model)`` after step i = 1..probe_steps + steps
+            (e.g. to score the trajectory; it must leave the weights as it found them).
+        decoder_init: ``fresh``, ``mean``, ``best_source`` or ``shared``.
+        encoder_rate: the encoder's rate as a multiple of its own (``theta_lr`` or
+            ``lr``); 0 freezes the encoder.
+        probe_steps: decoder-only steps before the joint ones.
 
     Returns:
         The adapted copy, in eval mode.
@@ -187,24 +256,38 @@ def fine_tune(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         decoder = adapted.add_decoder(domain, labels)
+        start_decoder(adapted, domain, sentences, decoder_init)
         encoder = [p for p in adapted.encoder.parameters() if p.requires_grad]
         head = list(decoder.parameters())
-        params = encoder + head
-        groups = [{"params": encoder, "lr": lr if theta_lr is None else theta_lr}, {"params": head}]
-        optimizer = sgd(groups, lr, momentum, weight_decay)
-        scheduler = linear_schedule(optimizer, steps)
         batch = adapted.task_batch(sentences, [], domain)
         adapted.train()
-        for step in range(steps):
-            optimizer.zero_grad(set_to_none=True)
-            loss, _ = adapted(batch, batch.support, None)
-            loss.backward()
-            if grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
-            scheduler.step()
-            if on_step is not None:
-                on_step(step + 1, adapted)
+        done = 0
+        phases = [(probe_steps, 0.0), (steps, encoder_rate)]
+        for n_steps, rate in phases:
+            if n_steps == 0:
+                continue
+            trained = encoder if rate > 0 else []
+            for p in encoder:
+                p.requires_grad_(rate > 0)
+            groups = [{"params": head}]
+            if trained:
+                groups.insert(0, {"params": trained, "lr": rate * (lr if theta_lr is None else theta_lr)})
+            optimizer = sgd(groups, lr, momentum, weight_decay)
+            scheduler = linear_schedule(optimizer, n_steps)
+            params = trained + head
+            for _ in range(n_steps):
+                optimizer.zero_grad(set_to_none=True)
+                loss, _ = adapted(batch, batch.support, None)
+                loss.backward()
+                if grad_clip:
+                    torch.nn.utils.clip_grad_norm_(params, grad_clip)
+                optimizer.step()
+                scheduler.step()
+                done += 1
+                if on_step is not None:
+                    on_step(done, adapted)
+        for p in encoder:
+            p.requires_grad_(True)
     return adapted.eval()
 
 
@@ -213,20 +296,24 @@ def adaptation_lr(config: AdaptConfig, k: int, default_lr: float | None = None) 
     return scaled_lr(config.default_lr if default_lr is None else default_lr, k, config.reference_k)
 
 
-def scored_test_indices(corpus: Corpus, size: int, seed: int) -> list[int]:
-    """Indices of the test sentences scored: all when ``size`` is 0 or covers the split,
-    else a seeded sample of ``size`` — the same for every method, K and draw (the
+def scored_test_indices(corpus: Corpus, size: int, seed: int, split: str = "test") -> list[int]:
+    """Indices of the ``split`` sentences scored: all when ``size`` is 0 or covers the
+    split, else a seeded sample of ``size`` — the same for every method, K and draw (the
     ``bert_cpu`` profile's reduction; stated in the tables' captions)."""
-    n = len(corpus["test"])
+    n = len(corpus[split])
     if size <= 0 or size >= n:
         return list(range(n))
-    rng = np.random.default_rng(derive_seed(seed, "test-subset", corpus.name, size))
+    rng = np.random.default_rng(derive_seed(seed, f"{split}-subset", corpus.name, size))
     return sorted(int(i) for i in rng.choice(n, size=size, replace=False))
 
 
 def scored_test(corpus: Corpus, config: AdaptConfig, seed: int) -> list[Sentence]:
-    """The test sentences every method is scored on (:func:`scored_test_indices`)."""
-    return [corpus["test"][i] for i in scored_test_indices(corpus, config.test_sentences, seed)]
+    """The sentences every method is scored on (:func:`scored_test_indices`): of the test
+    split, or of the devel split for a choice of protocol (``eval_split: devel``: the
+    held-out domain of a selection run is a source domain of the benchmark, whose test
+    split is never read for a choice)."""
+    split = config.eval_split
+    return [corpus[split][i] for i in scored_test_indices(corpus, config.test_sentences, seed, split)]
 
 
 def evaluate(
@@ -316,6 +403,7 @@ def run_adaptation(
             adapted = fine_tune(
                 base, corpus.domain, sentences, config.steps, lr, config.momentum,
                 config.weight_decay, config.grad_clip, tune_seed, encoder_lr,
+                decoder_init=config.decoder_init, encoder_rate=config.encoder_rate, probe_steps=config.probe_steps,
             )
             if prepared is None:  # collation depends on the vocabulary, not the weights
                 prepared = adapted.prepare(test, config.eval_batch_size)

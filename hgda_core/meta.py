@@ -21,10 +21,14 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from hgda_core.hardness import Weighting, task_weights
-from hgda_core.models.tagger import GROUPS, TaskBatch, Tagger, param_group
+from hgda_core.models.crf import TAG_HEADS
+from hgda_core.models.tagger import GROUPS, SHARED_DECODER, TaskBatch, Tagger, param_group
 from hgda_core.sampler import Task
 
 Params = dict[str, Tensor]
+
+
+INNER_DECODERS: tuple[str, ...] = ("source", "fresh", "shared")
 
 
 @dataclass
@@ -52,6 +56,12 @@ class MetaConfig:
             does not say; eq. 2's ratios are the same under both (every set has K
             sentences).  The meta-validation loss is always the mean, so that curves of
             either reduction compare.
+        inner_decoder: the decoder a task's inner loop starts from: ``source`` (the
+            task's own source-domain decoder φ_d, Algorithm 2 as printed), ``fresh`` (a
+            newly initialised decoder per task, as adaptation to a new domain starts: only
+            θ and ω carry over; the source decoders get no update) or ``shared`` (one
+            decoder start φ_0, learned by the meta-gradient of every task, that adaptation
+            can start a new domain from: ``adapt.decoder_init: shared``).
     """
 
     alpha: float = 1e-2
@@ -66,10 +76,13 @@ class MetaConfig:
     cg_steps: int = 5
     theta_lr_scale: float = 1.0
     loss_reduction: Literal["mean", "sum"] = "mean"
+    inner_decoder: Literal["source", "fresh", "shared"] = "source"
 
     def __post_init__(self) -> None:
         if self.loss_reduction not in ("mean", "sum"):
             raise ValueError(f"loss_reduction must be mean or sum, got {self.loss_reduction!r}")
+        if self.inner_decoder not in INNER_DECODERS:
+            raise ValueError(f"inner_decoder must be one of {', '.join(INNER_DECODERS)}, got {self.inner_decoder!r}")
 
     @property
     def cls_grad_scale(self) -> float:
@@ -136,12 +149,47 @@ class MetaLearner:
         self.model, self.config = model, config
         self.optimizer, self.scheduler, self.grad_clip = optimizer, scheduler, grad_clip
         self.params: dict[str, nn.Parameter] = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self.validator: Callable[[Tagger, Sequence[Task]], float] | None = None
+        """Replaces the inner-loop meta-validation (``meta.val_adapt_steps``: adaptation's protocol)."""
 
     # -- the pieces of Algorithm 2 ------------------------------------------------------
-    def task_params(self, domain: str) -> Params:
-        """θ, the decoder φ of ``domain``, and ω: the weights a task of ``domain`` touches."""
+    def task_params(self, domain: str, generator: torch.Generator | None = None) -> Params:
+        """θ, a decoder for ``domain``, and ω: the weights a task of ``domain`` starts from.
+
+        The decoder's weights are named ``decoders.<domain>.*`` whatever they start from
+        (:attr:`MetaConfig.inner_decoder`): the source decoder φ_d, a freshly initialised
+        one (drawn with ``generator``, else torch's global generator), or the shared start
+        φ_0.  Only the source and shared ones are parameters of the model.
+        """
         prefix = f"decoders.{domain}."
-        return {n: p for n, p in self.params.items() if not n.startswith("decoders.") or n.startswith(prefix)}
+        own = self.config.inner_decoder == "source"
+        out = {n: p for n, p in self.params.items() if not n.startswith("decoders.") or own and n.startswith(prefix)}
+        if self.config.inner_decoder == "shared":
+            start = f"decoders.{SHARED_DECODER}."
+            out.update({prefix + n[len(start):]: p for n, p in self.params.items() if n.startswith(start)})
+        elif self.config.inner_decoder == "fresh":
+            out.update({prefix + n: p for n, p in self.fresh_decoder(generator).items()})
+        return out
+
+    def fresh_decoder(self, generator: torch.Generator | None = None) -> Params:
+        """The parameters of a newly initialised decoder of the model's kind and labels."""
+        with torch.random.fork_rng(devices=[], enabled=generator is not None):
+            if generator is not None:
+                torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+            head = TAG_HEADS[self.model.tag_head](self.model.encoder.output_dim, self.model.labels)
+        device = self.model.device
+        return {n: p.detach().to(device).requires_grad_() for n, p in head.named_parameters()}
+
+    def meta_gradient_names(self, grads: Params, domain: str) -> Params:
+        """The task's gradient under the names of the model's parameters: a fresh decoder's
+        share is dropped, the shared start's goes to φ_0 (``decoders._shared.*``)."""
+        if self.config.inner_decoder == "source":
+            return grads
+        prefix = f"decoders.{domain}."
+        out = {n: g for n, g in grads.items() if not n.startswith(prefix)}
+        if self.config.inner_decoder == "shared":
+            out.update({f"decoders.{SHARED_DECODER}." + n[len(prefix):]: g for n, g in grads.items() if n.startswith(prefix)})
+        return out
 
     def losses(
         self, params: Params, batch: TaskBatch, lab_rows: slice | None, cls_rows: slice | None,
@@ -159,13 +207,14 @@ class MetaLearner:
         grads = torch.autograd.grad(loss, [params[n] for n in names], allow_unused=True, create_graph=create_graph)
         return {n: torch.zeros_like(params[n]) if g is None else g for n, g in zip(names, grads)}
 
-    def adapt(self, batch: TaskBatch) -> Params:
+    def adapt(self, batch: TaskBatch, generator: torch.Generator | None = None) -> Params:
         """Alg. 2 lines 1–9: inner SGD steps with β on L^lab(T^S) + λ·L^cls(T^Q).
 
         One backward pass gives θ ← θ − β∇θ L_i, φ ← φ − β∇φ L^lab, ω ← ω − β∇ω L^cls
-        (the λ on θ's share of L^cls is applied by the gradient scale in the model).
+        (the λ on θ's share of L^cls is applied by the gradient scale in the model); φ
+        starts as :meth:`task_params` says.
         """
-        start = self.task_params(batch.domain)
+        start = self.task_params(batch.domain, generator)
         fast = start
         beta, reg = self.config.beta, self.config.implicit_reg
         rate = {n: beta * (self.config.theta_lr_scale if param_group(n) == "theta" else 1.0) for n in start}
@@ -189,7 +238,7 @@ class MetaLearner:
         grads = self._grads(lab + cls, fast)
         if self.config.gradient == "implicit":
             grads = self._implicit(batch, fast, grads)
-        return TaskResult(lab.item(), cls.item(), grads)
+        return TaskResult(lab.item(), cls.item(), self.meta_gradient_names(grads, batch.domain))
 
     def _implicit(self, batch: TaskBatch, fast: Params, outer: Params) -> Params:
         """iMAML: g = (I + H/reg)^-1 ∇L_outer(θ_i), H the Hessian of the inner loss at θ_i."""
@@ -247,7 +296,8 @@ class MetaLearner:
             self.scheduler.step()
 
     def validation_loss(self, tasks: Sequence[Task]) -> float:
-        """Meta-validation: mean L^lab on each task's query set after adapting on its support.
+        """Meta-validation: mean L^lab on each task's query set after adapting on its support
+        (from the decoder start of :attr:`MetaConfig.inner_decoder`).
 
         Run in eval mode (no dropout) so that the number is a deterministic function of
         the weights; it never changes the model.  The inner steps differentiate the
@@ -255,13 +305,16 @@ class MetaLearner:
         only be called in training mode"), so they run on PyTorch's native kernels (the
         same function; no effect on the CPU).
         """
+        if self.validator is not None:
+            return self.validator(self.model, tasks)
         was_training = self.model.training
         self.model.eval()
         total = 0.0
-        for task in tasks:
+        for i, task in enumerate(tasks):
             batch = self.model.task_batch(task.support, task.query, task.domain)
             with torch.backends.cudnn.flags(enabled=False):
-                fast = self.adapt(batch)
+                # a fresh decoder of validation task i is the same at every evaluation
+                fast = self.adapt(batch, torch.Generator().manual_seed(i))
             with torch.no_grad():
                 lab, _ = self.losses(fast, batch, batch.query, None, reduction="mean")
             total += lab.item()

@@ -25,6 +25,7 @@ from hgda_core.io import atomic_write
 from hgda_core.meta import MetaConfig, MetaLearner
 from hgda_core.methods import method_spec
 from hgda_core.models import Tagger, TaggerFactory
+from hgda_core.models.tagger import SHARED_DECODER
 from hgda_core.optim import OptimConfig, linear_schedule, param_groups, scaled_lr, sgd
 from hgda_core.sampler import TaskSampler
 from hgda_core.trainer import TrainConfig, TrainResult, train
@@ -53,14 +54,26 @@ class MetaTrainParams(OptimConfig):
     schedule_horizon: int = 0
     snapshots: tuple[int, ...] = ()
     log_every: int = 1
+    inner_lr: float = 0.0
+    inner_decoder: str = "source"
+    val_adapt_steps: int = 0
+    val_adapt_lr: float = 0.03
 
     def __post_init__(self) -> None:
         self.snapshots = tuple(int(i) for i in self.snapshots or ())
+        if self.inner_lr < 0 or self.val_adapt_steps < 0:
+            raise ValueError(f"meta.inner_lr and meta.val_adapt_steps must be >= 0, got {self.inner_lr}, {self.val_adapt_steps}")
         if self.log_every < 1:
             raise ValueError(f"meta.log_every must be >= 1, got {self.log_every}")
         if any(i < 0 for i in self.snapshots) or self.schedule_horizon < 0 or self.min_rel_delta < 0:
             raise ValueError("meta.snapshots, meta.schedule_horizon and meta.min_rel_delta must be >= 0, "
                              f"got {list(self.snapshots)}, {self.schedule_horizon}, {self.min_rel_delta}")
+
+    @property
+    def inner_default_lr(self) -> float:
+        """β's rate at K = ``reference_k`` (eq. 3 scales it): ``inner_lr``, or, when 0,
+        ``default_lr`` — β = α as the Appendix's single rate."""
+        return self.inner_lr or self.default_lr
 
     @property
     def horizon(self) -> int:
@@ -176,9 +189,11 @@ def meta_train(
     val_tasks = TaskSampler(sources, "devel", k, "none", derive_seed(seed, held_out, k, "val")).fixed_tasks(params.val_tasks)
     lr = scaled_lr(params.default_lr, k, params.reference_k)
     theta = lr if theta_lr is None else scaled_lr(theta_lr, k, params.reference_k)
+    if params.inner_decoder == "shared":
+        model.add_decoder(SHARED_DECODER)  # φ_0, the learned start of a new domain's decoder
     config = MetaConfig(
         alpha=lr,
-        beta=lr,
+        beta=scaled_lr(params.inner_default_lr, k, params.reference_k),
         lam=0.0 if spec.learner == "transfer" else params.lam,
         adaptation_steps=params.adaptation_steps,
         weighting=spec.weighting,
@@ -189,17 +204,43 @@ def meta_train(
         cg_steps=params.cg_steps,
         theta_lr_scale=theta / lr,
         loss_reduction=params.loss_reduction,  # type: ignore[arg-type]
+        inner_decoder=params.inner_decoder,  # type: ignore[arg-type]
     )
     optimizer = sgd(param_groups(model.named_parameters(), lr, theta), lr, params.momentum, params.weight_decay)
     scheduler = linear_schedule(optimizer, params.horizon)
     learner_cls = TransferLearner if spec.learner == "transfer" else MetaLearner
     learner = learner_cls(model, config, optimizer, scheduler, params.grad_clip)
+    if params.val_adapt_steps:
+        learner.validator = adaptation_validator(
+            params.val_adapt_steps, scaled_lr(params.val_adapt_lr, k, params.reference_k), params,
+            "shared" if params.inner_decoder == "shared" else "fresh",
+        )
     loop = TrainConfig(params.tasks_per_batch, params.max_iterations, params.eval_every, params.patience,
                        min_rel_delta=params.min_rel_delta, snapshots=params.snapshots)
     key = {**(state_key or {}), "held_out": held_out, "method": method, "k": k, "seed": seed,
            "theta_lr": theta_lr, "meta": dataclasses.asdict(params)}
     result = train(learner, sampler, val_tasks, loop, log, progress, state_file, key)
     return model, result
+
+
+def adaptation_validator(steps: int, lr: float, optim: OptimConfig, decoder_init: str = "fresh"):
+    """A meta-validation that measures what Table 3 measures: each validation task's support
+    set adapts a copy of the model with a *new* decoder (:func:`hgda_core.adapt.fine_tune`,
+    ``steps`` steps at ``lr``, the optimiser keys of ``optim``, seeded by the task's index),
+    and the score is the mean L^lab of the adapted copies on the query sets (dropout off)."""
+    from hgda_core.adapt import fine_tune
+
+    def validate(model: Tagger, tasks: Sequence[Any]) -> float:
+        total = 0.0
+        for i, task in enumerate(tasks):
+            adapted = fine_tune(model, task.domain, task.support, steps, lr, optim.momentum, optim.weight_decay,
+                                optim.grad_clip, seed=i, decoder_init=decoder_init)
+            batch = adapted.task_batch(task.query, [], task.domain)
+            with torch.no_grad():
+                total += float(adapted(batch, batch.support, None)[0])
+        return total / max(1, len(tasks))
+
+    return validate
 
 
 def result_metrics(result: TrainResult, k: int, sources: Sequence[str]) -> dict:

@@ -129,6 +129,76 @@ def test_one_step_equals_a_hand_written_sgd_update(make_tagger, tiny_corpora) ->
         torch.testing.assert_close(got[n].detach(), expected[n], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("encoder_rate", [0.1, 0.0])
+def test_one_step_with_a_scaled_or_frozen_encoder_equals_the_hand_written_update(make_tagger, tiny_corpora, encoder_rate) -> None:
+    """θ' = θ − rate·lr ∇L^lab (rate 0: θ unchanged), φ' = φ − lr ∇L^lab."""
+    model = make_tagger(SOURCES)
+    sentences = tiny_corpora["Disease"][0]["train"][:6]
+    lr, seed = 0.05, 11
+    adapted = fine_tune(model, "Disease", sentences, steps=1, lr=lr, momentum=0.0, weight_decay=0.0,
+                        grad_clip=None, seed=seed, encoder_rate=encoder_rate)
+    manual = copy.deepcopy(model)
+    torch.manual_seed(seed)
+    manual.add_decoder("Disease")
+    batch = manual.task_batch(sentences, [], "Disease")
+    loss, _ = manual(batch, batch.support, None)
+    names = [n for n, p in manual.named_parameters()
+             if p.requires_grad and (n.startswith("encoder.") or n.startswith("decoders.Disease."))]
+    params = dict(manual.named_parameters())
+    grads = torch.autograd.grad(loss, [params[n] for n in names])
+    rate = {n: encoder_rate * lr if n.startswith("encoder.") else lr for n in names}
+    got = dict(adapted.named_parameters())
+    for n, g in zip(names, grads):
+        torch.testing.assert_close(got[n].detach(), params[n].detach() - rate[n] * g, rtol=1e-5, atol=1e-6)
+    assert all(p.requires_grad for p in adapted.encoder.parameters() if p is not adapted.encoder.word_embedding.weight)
+
+
+def test_probe_steps_train_the_decoder_alone_first(make_tagger, tiny_corpora) -> None:
+    model = make_tagger(SOURCES)
+    sentences = tiny_corpora["Disease"][0]["train"][:6]
+    seen = []
+    probed = fine_tune(model, "Disease", sentences, steps=0, lr=0.1, seed=3, probe_steps=2,
+                       on_step=lambda i, m: seen.append(i))
+    assert seen == [1, 2]
+    before, after = _state(model), _state(probed)
+    assert _same(before, after, "encoder.")  # the probe leaves θ alone
+    fresh = fine_tune(model, "Disease", sentences, steps=0, lr=0.1, seed=3)
+    assert not _same(_state(fresh), after, "decoders.Disease.")  # ... and trains the decoder
+    both = fine_tune(model, "Disease", sentences, steps=1, lr=0.1, seed=3, probe_steps=2)
+    assert not _same(before, _state(both), "encoder.lstm.")  # then the joint step moves θ
+
+
+def test_decoder_starts_mean_best_source_and_shared(make_tagger, tiny_corpora) -> None:
+    """0 steps show the start: the parameter-wise mean of the source decoders, the source
+    decoder with the lowest loss on the K sentences, the learned shared start; fresh where
+    a model has none of them (scratch)."""
+    from hgda_core.adapt import SHARED_DECODER
+
+    model = make_tagger(SOURCES, seed=4)
+    sentences = tiny_corpora["Disease"][0]["train"][:6]
+    start = lambda how, m=model: _state(fine_tune(m, "Disease", sentences, steps=0, lr=0.1, seed=3, decoder_init=how))  # noqa: E731
+    sources = {d: model.decoders[d].state_dict() for d in SOURCES}
+    mean = start("mean")
+    for key in sources["Gene"]:
+        torch.testing.assert_close(mean[f"decoders.Disease.{key}"], sum(sources[d][key] for d in SOURCES) / 3)
+    model.eval()
+    losses = {}
+    with torch.no_grad():
+        for d in SOURCES:
+            batch = model.task_batch(sentences, [], d)
+            losses[d] = float(model(batch, batch.support, None)[0])
+    best = min(losses, key=losses.get)
+    chosen = start("best_source")
+    assert all(torch.equal(chosen[f"decoders.Disease.{k}"], v) for k, v in sources[best].items())
+    fresh = start("fresh")
+    assert _same(start("shared"), fresh, "decoders.Disease.")  # no shared start in this model
+    shared = make_tagger((*SOURCES, SHARED_DECODER), seed=5)
+    got = start("shared", shared)
+    assert all(torch.equal(got[f"decoders.Disease.{k}"], v) for k, v in shared.decoders[SHARED_DECODER].state_dict().items())
+    scratch = make_tagger((), seed=4)
+    assert _same(start("mean", scratch), start("fresh", scratch), "decoders.Disease.")
+
+
 # --- end to end ----------------------------------------------------------------------
 
 
@@ -442,6 +512,23 @@ def test_the_committed_draws_are_reproduced_from_the_documented_seed() -> None:
         k, r = int(row["shots"]), int(row["repetition"])
         n_train = stats[row["corpus"]]["train"]["sentences"]
         assert draw_sample(row["corpus"], k, r, n_train, 13) == [int(i) for i in row["sample"].split()], row
+
+
+def test_protocol_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="adapt.decoder_init must be one of fresh, mean, best_source, shared, got 'zero'"):
+        AdaptConfig(decoder_init="zero")
+    with pytest.raises(ValueError, match="adapt.eval_split must be one of test, devel, got 'train'"):
+        AdaptConfig(eval_split="train")
+    with pytest.raises(ValueError, match="adapt.encoder_rate and adapt.probe_steps must be >= 0"):
+        AdaptConfig(encoder_rate=-1)
+
+
+def test_devel_scoring_reads_the_devel_split(tiny_corpora) -> None:
+    from hgda_core.adapt import scored_test
+
+    corpus = tiny_corpora["Gene"][0]
+    assert scored_test(corpus, AdaptConfig(eval_split="devel"), 13) == list(corpus["devel"])
+    assert scored_test(corpus, AdaptConfig(), 13) == list(corpus["test"])
 
 
 def test_config_bounds_and_messages() -> None:

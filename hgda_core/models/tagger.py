@@ -31,6 +31,9 @@ from hgda_core.models.crf import BIO_LABELS, TAG_HEADS, TagHead
 from hgda_core.models.encoder import SentenceEncoder
 
 GROUPS: tuple[str, ...] = ("theta", "phi", "omega")
+SHARED_DECODER = "_shared"
+"""The name of the decoder start that meta-training learns for new domains
+(``meta.inner_decoder: shared``); not a source domain's decoder."""
 KERNELS: tuple[str, ...] = ("fast", "reference")
 """How a tagger computes (:meth:`Tagger.set_kernels`); the same function either way."""
 _PREFIX_GROUP = {"encoder.": "theta", "decoders.": "phi", "domain_head.": "omega"}

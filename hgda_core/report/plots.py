@@ -26,6 +26,7 @@ DPI = 110
 METHOD_COLOURS = {
     "metaner": "tab:blue", "transfer": "tab:orange", "scratch": "tab:gray",
     "bert_finetune": "tab:green", "hgda": "tab:red", "hgda_nes": "tab:purple",
+    "hgda_uniform": "tab:pink", "hgda_grl": "tab:olive",
 }  # fmt: skip
 """One colour per method in every figure; BERT-encoder lines are dashed."""
 

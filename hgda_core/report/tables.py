@@ -30,6 +30,7 @@ METHOD_ORDER: tuple[str, ...] = ("metaner", "transfer", "scratch", "bert_finetun
 METHOD_LABELS = {
     "metaner": "MetaNER", "transfer": "Transfer", "scratch": "Scratch",
     "bert_finetune": "BERT fine-tuning", "hgda": "HGDA", "hgda_nes": "HGDA-NEs",
+    "hgda_uniform": "HGDA, uniform weights", "hgda_grl": "HGDA, reversed head",
 }  # fmt: skip
 ENCODER_LABELS = {"bilstm": "BiLSTM", "bert": "BERT"}
 METRICS = {"f1": ("Table 3", "F1"), "precision": ("Table 4", "precision"), "recall": ("Table 5", "recall")}
