@@ -32,7 +32,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import hgda_core
 from hgda_core.adapt import BERT_FINETUNE, COLUMNS, SCRATCH, AdaptConfig, draw_for, summarise
@@ -76,6 +76,44 @@ def targets(params: dict[str, Any]) -> list[str]:
     return [name for name in params["corpora"] if domains[name] in params["meta"]["held_out"]]
 
 
+def cell_builder(params: dict[str, Any], root: Path = ROOT) -> Callable[..., Cell]:
+    """``build(method, corpus, k, repetitions, start=None, checkpoint=None) → Cell``: an
+    adaptation cell under ``params`` (raw: the profiles are applied here); ``start``, the
+    meta-training cell of ``checkpoint`` (None: ``method`` starts without one).
+
+    Raises:
+        ValueError: ``bert_finetune`` without BERT, bad ``adapt`` keys.
+    """
+    params = effective_params(params)
+    adapt = {k: v for k, v in params["adapt"].items() if k not in ("methods", "repeats")}
+    AdaptConfig(**adapt)  # bad keys or values fail here
+    spec = ModelSpec.from_params(params["model"])
+    if BERT_FINETUNE in params["adapt"].get("methods", ()) and spec.encoder != "bert":
+        raise ValueError(f"method {BERT_FINETUNE} needs model.encoder: bert (it fine-tunes the pre-trained BERT)")
+    data = root / "data" / "processed"
+    vectors = root / "data" / "embeddings" / "vectors.npz" if spec.encoder == "bilstm" else None
+    common = {
+        "format": CELL_FORMAT, "kind": ADAPT, "encoder": spec.encoder, "seed": params["seed"], "adapt": adapt,
+        "model": metatrain.model_params(params["model"]), "label": model_label(root, spec),
+        "device": params.get("device", "auto"), "amp": params.get("amp", True),
+        "vectors": file_digest(vectors) if vectors is not None else None,
+        "code": code_fingerprint(Path(hgda_core.__file__).parent, CODE),
+    }
+    digests: dict[str, str] = {}
+
+    def build(method: str, corpus: str, k: int, repetitions: Sequence[int], start: Cell | None = None,
+              checkpoint: Path | None = None, label: str | None = None) -> Cell:
+        if corpus not in digests:
+            digests[corpus] = file_digest(data / f"{corpus}.pkl")
+        cell_spec = {**common, "method": method, "corpus": corpus, "k": k, "repetitions": list(repetitions),
+                     "data": digests[corpus], "start": start.key if start else method}
+        inputs = {"store": str(cells_root(root)), "data": str(data), "vectors": str(vectors) if vectors else None,
+                  "checkpoint": str(checkpoint) if start else None}
+        return Cell(ADAPT, cell_spec, inputs, label or f"{method} {corpus} K={k} draws {repetitions[0]}-{repetitions[-1]}")
+
+    return build
+
+
 def plan(params: dict[str, Any], root: Path = ROOT) -> list[Cell]:
     """The adaptation cells that ``params`` names (``params`` raw; profiles applied here).
 
@@ -84,40 +122,22 @@ def plan(params: dict[str, Any], root: Path = ROOT) -> list[Cell]:
             bad ``adapt`` keys.
     """
     meta_cells = {(c.spec["held_out"], c.spec["method"], c.spec["k"]): c for c in metatrain.plan(params, root)}
+    build = cell_builder(params, root)
     params = effective_params(params)
-    adapt = dict(params["adapt"])
-    methods, repeats = adapt.pop("methods"), adapt.pop("repeats")
-    AdaptConfig(**adapt, methods=methods, repeats=repeats)  # bad keys or values fail here
-    spec = ModelSpec.from_params(params["model"])
-    if BERT_FINETUNE in methods and spec.encoder != "bert":
-        raise ValueError(f"method {BERT_FINETUNE} needs model.encoder: bert (it fine-tunes the pre-trained BERT)")
+    methods, repeats = params["adapt"]["methods"], params["adapt"]["repeats"]
+    AdaptConfig(**params["adapt"])
     for method in methods:
         if method not in (SCRATCH, BERT_FINETUNE) and method not in params["meta"]["methods"]:
             raise ValueError(f"adapt.methods has {method!r}, which meta.methods does not meta-train")
-    data = root / "data" / "processed"
-    vectors = root / "data" / "embeddings" / "vectors.npz" if spec.encoder == "bilstm" else None
+    encoder = ModelSpec.from_params(params["model"]).encoder
     domains = domain_of(params["corpora"], params["domains"])
-    common = {
-        "format": CELL_FORMAT, "kind": ADAPT, "encoder": spec.encoder, "seed": params["seed"], "adapt": adapt,
-        "model": metatrain.model_params(params["model"]), "label": model_label(root, spec),
-        "device": params.get("device", "auto"), "amp": params.get("amp", True),
-        "vectors": file_digest(vectors) if vectors is not None else None,
-        "code": code_fingerprint(Path(hgda_core.__file__).parent, CODE),
-    }
     cells = []
     for name in targets(params):
-        corpus_file = data / f"{name}.pkl"
-        digest = file_digest(corpus_file)
         for k in sorted(shots_list(params["shots"]), reverse=True):
             for method in methods:
                 meta_cell = meta_cells.get((domains[name], method, k))
-                checkpoint = root / "models" / "metatrain" / run_folder(spec.encoder, domains[name], method) / f"K{k}.pt"
-                for block in draw_blocks(repeats):
-                    cell_spec = {**common, "method": method, "corpus": name, "k": k, "repetitions": list(block),
-                                 "data": digest, "start": meta_cell.key if meta_cell else method}
-                    inputs = {"store": str(cells_root(root)), "data": str(data), "vectors": str(vectors) if vectors else None,
-                              "checkpoint": str(checkpoint) if meta_cell else None}
-                    cells.append(Cell(ADAPT, cell_spec, inputs, f"{method} {name} K={k} draws {block[0]}-{block[-1]}"))
+                checkpoint = root / "models" / "metatrain" / run_folder(encoder, domains[name], method) / f"K{k}.pt"
+                cells += [build(method, name, k, block, meta_cell, checkpoint) for block in draw_blocks(repeats)]
     return cells
 
 

@@ -31,7 +31,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import hgda_core
 from hgda_core.cellstore import CellStore, file_digest, files_digest
@@ -55,6 +55,42 @@ def model_params(model: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in model.items() if k != "bert"} if model.get("encoder", "bilstm") == "bilstm" else dict(model)
 
 
+def cell_builder(params: dict[str, Any], root: Path = ROOT, corpora: list[str] | None = None) -> Callable[..., Cell]:
+    """``build(held_out, method, k, label=None) → Cell``: a meta-training cell under
+    ``params`` (raw: the profiles are applied here) reading ``corpora`` (default: the
+    params'); ``held_out=None`` trains on every domain of those corpora.
+
+    Raises:
+        ValueError: an encoder or a key of ``meta`` that does not exist.
+        FileNotFoundError: no processed corpora or word vectors (run ``dvc repro embed``).
+    """
+    params = effective_params(params)
+    meta = {k: v for k, v in params["meta"].items() if k not in ("held_out", "methods")}
+    try:
+        MetaTrainParams(**meta)  # unknown or bad keys fail here, before any work
+    except TypeError as err:
+        raise ValueError(f"params.yaml meta: {err}") from None
+    spec = ModelSpec.from_params(params["model"])
+    corpora = list(params["corpora"] if corpora is None else corpora)
+    data = root / "data" / "processed"
+    vectors = root / "data" / "embeddings" / "vectors.npz" if spec.encoder == "bilstm" else None
+    common = {
+        "format": CELL_FORMAT, "kind": META, "encoder": spec.encoder, "seed": params["seed"],
+        "corpora": corpora, "model": model_params(params["model"]), "meta": meta,
+        "device": params.get("device", "auto"), "amp": params.get("amp", True),
+        "data": files_digest([data / f"{name}.pkl" for name in corpora]),
+        "vectors": file_digest(vectors) if vectors is not None else None,
+        "code": code_fingerprint(Path(hgda_core.__file__).parent, CODE),
+    }
+    inputs = {"store": str(cells_root(root)), "data": str(data), "vectors": str(vectors) if vectors else None}
+
+    def build(held_out: str | None, method: str, k: int, label: str | None = None) -> Cell:
+        return Cell(META, {**common, "held_out": held_out, "method": method, "k": k}, dict(inputs),
+                    label or f"{spec.encoder} {held_out}-{method} K={k}")
+
+    return build
+
+
 def plan(params: dict[str, Any], root: Path = ROOT) -> list[Cell]:
     """The meta-training cells that ``params`` names, largest K first (``params`` raw:
     the profiles are applied here).
@@ -63,30 +99,10 @@ def plan(params: dict[str, Any], root: Path = ROOT) -> list[Cell]:
         ValueError: an encoder, method or key of ``meta`` that does not exist.
         FileNotFoundError: no processed corpora or word vectors (run ``dvc repro embed``).
     """
-    params = effective_params(params)
-    meta = dict(params["meta"])
-    held_out, methods = meta.pop("held_out"), meta.pop("methods")
-    try:
-        MetaTrainParams(**meta)  # unknown or bad keys fail here, before any work
-    except TypeError as err:
-        raise ValueError(f"params.yaml meta: {err}") from None
-    spec = ModelSpec.from_params(params["model"])
-    data = root / "data" / "processed"
-    vectors = root / "data" / "embeddings" / "vectors.npz" if spec.encoder == "bilstm" else None
-    common = {
-        "format": CELL_FORMAT, "kind": META, "encoder": spec.encoder, "seed": params["seed"],
-        "corpora": list(params["corpora"]), "model": model_params(params["model"]), "meta": meta,
-        "device": params.get("device", "auto"), "amp": params.get("amp", True),
-        "data": files_digest([data / f"{name}.pkl" for name in params["corpora"]]),
-        "vectors": file_digest(vectors) if vectors is not None else None,
-        "code": code_fingerprint(Path(hgda_core.__file__).parent, CODE),
-    }
-    inputs = {"store": str(cells_root(root)), "data": str(data), "vectors": str(vectors) if vectors else None}
-    return [
-        Cell(META, {**common, "held_out": domain, "method": method, "k": k}, dict(inputs),
-             f"{spec.encoder} {domain}-{method} K={k}")
-        for k in sorted(shots_list(params["shots"]), reverse=True) for domain in held_out for method in methods
-    ]
+    build = cell_builder(params, root)
+    meta = effective_params(params)["meta"]
+    return [build(domain, method, k) for k in sorted(shots_list(params["shots"]), reverse=True)
+            for domain in meta["held_out"] for method in meta["methods"]]
 
 
 def recorded_seconds(cell: Cell, reports: Path) -> float | None:
