@@ -58,11 +58,13 @@ class MetaTrainParams(OptimConfig):
     inner_decoder: str = "source"
     val_adapt_steps: int = 0
     val_adapt_lr: float = 0.03
+    replicate: int = 0
 
     def __post_init__(self) -> None:
         self.snapshots = tuple(int(i) for i in self.snapshots or ())
-        if self.inner_lr < 0 or self.val_adapt_steps < 0:
-            raise ValueError(f"meta.inner_lr and meta.val_adapt_steps must be >= 0, got {self.inner_lr}, {self.val_adapt_steps}")
+        if self.inner_lr < 0 or self.val_adapt_steps < 0 or self.replicate < 0:
+            raise ValueError(f"meta.inner_lr, meta.val_adapt_steps and meta.replicate must be >= 0, "
+                             f"got {self.inner_lr}, {self.val_adapt_steps}, {self.replicate}")
         if self.log_every < 1:
             raise ValueError(f"meta.log_every must be >= 1, got {self.log_every}")
         if any(i < 0 for i in self.snapshots) or self.schedule_horizon < 0 or self.min_rel_delta < 0:
@@ -180,11 +182,14 @@ def meta_train(
     spec = method_spec(method)
     sources = source_domains(corpora, held_out)
     domains = sorted(sources)
-    torch.manual_seed(derive_seed(seed, held_out, method, k, "init"))
+    # meta.replicate r > 0: another meta-training seed (initialisation and task stream);
+    # the validation tasks and every adaptation draw stay the same.
+    again = (params.replicate,) if params.replicate else ()
+    torch.manual_seed(derive_seed(seed, held_out, method, k, "init", *again))
     model = factory(domains, domains).to(device)
     model.amp = amp
     ne_only = params.ne_only_sets if spec.ne_only else "none"
-    sampler = TaskSampler(sources, "train", k, ne_only, derive_seed(seed, held_out, method, k, "tasks"))
+    sampler = TaskSampler(sources, "train", k, ne_only, derive_seed(seed, held_out, method, k, "tasks", *again))
     # The same validation tasks for every method: the seed omits the method.
     val_tasks = TaskSampler(sources, "devel", k, "none", derive_seed(seed, held_out, k, "val")).fixed_tasks(params.val_tasks)
     lr = scaled_lr(params.default_lr, k, params.reference_k)

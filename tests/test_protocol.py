@@ -86,7 +86,7 @@ def test_a_fresh_decoder_per_task_trains_theta_and_leaves_the_source_decoders(ma
 def test_the_inner_decoder_is_checked():
     with pytest.raises(ValueError, match="inner_decoder must be one of source, fresh, shared, got 'new'"):
         MetaConfig(inner_decoder="new")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="meta.inner_lr and meta.val_adapt_steps must be >= 0"):
+    with pytest.raises(ValueError, match="meta.inner_lr, meta.val_adapt_steps and meta.replicate must be >= 0"):
         MetaTrainParams(inner_lr=-0.1)
 
 
@@ -150,3 +150,18 @@ def test_the_ablation_methods_split_hgda_from_metaner():
     assert (uniform.weighting, uniform.adversarial) == (metaner.weighting, hgda.adversarial)
     assert (grl.weighting, grl.adversarial) == (hgda.weighting, metaner.adversarial)
     assert not uniform.ne_only and not grl.ne_only and uniform.learner == grl.learner == "meta"
+
+
+def test_a_replicate_is_another_meta_training_seed_with_the_same_validation_tasks(corpora, tiny_vectors, monkeypatch):
+    import hgda_core.metatrain as mt
+
+    factory = lambda dec, cls: build_tagger(tiny_vectors, TINY, dec, cls)  # noqa: E731
+    seen = []
+    real = mt.train
+    monkeypatch.setattr(mt, "train", lambda learner, sampler, val, *a, **k: seen.append(val) or real(learner, sampler, val, *a, **k))
+    first, _ = meta_train(corpora, factory, "Drug", "hgda", 4, FAST, seed=1, progress=False)
+    same, _ = meta_train(corpora, factory, "Drug", "hgda", 4, dataclasses.replace(FAST, replicate=0), seed=1, progress=False)
+    other, _ = meta_train(corpora, factory, "Drug", "hgda", 4, dataclasses.replace(FAST, replicate=1), seed=1, progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), same.state_dict().values()))
+    assert not torch.equal(first.encoder.lstm.weight_ih_l0, other.encoder.lstm.weight_ih_l0)
+    assert [t.support for t in seen[0]] == [t.support for t in seen[2]]  # the same validation tasks
