@@ -147,16 +147,20 @@ def summary(rows: pd.DataFrame) -> str:
     per_combo = per_combo.groupby(level=[0, 1, 2, 3, 4]).mean().reset_index()
     table = per_combo.groupby(["target", "meta_setting", "adapt_setting"])["f1"].agg(["mean", "count"]).reset_index()
     scratch = table[table["meta_setting"] == SCRATCH].set_index(["target", "adapt_setting"])["mean"]
+    starts = {"mean", "best_source", "shared"}  # a decoder start scratch does not have: it starts fresh
     lines = ["# Protocol selection (nested leave-one-domain-out, devel F1)", "",
              "Per target domain D (never read): each (meta-training, adaptation) pair's mean F1 on the devel splits "
              "of the validation domain, over the combinations that leave D out (`combinations`, of 3); "
-             "`− scratch`: minus scratch at the same adaptation setting. Rows: `protocol.csv`; candidates: "
-             "`studies/protocol_grid.yaml`.", ""]
+             "`− scratch`: minus scratch at the same adaptation setting (for a decoder start that scratch has not, "
+             "`mean`, `best_source` or `shared`, scratch's fresh start, marked *). Rows: `protocol.csv`; "
+             "candidates: `studies/protocol_grid.yaml`.", ""]
     for target, part in table.groupby("target"):
         lines += [f"## Target {target}", "", "| meta-training | adaptation | mean F1 | − scratch | combinations |", "|---|---|---|---|---|"]
         for _, r in part.sort_values("mean", ascending=False).iterrows():
-            gain = scratch.get((target, r["adapt_setting"]))
-            gain_text = "" if gain is None or r["meta_setting"] == SCRATCH else f"{r['mean'] - gain:+.3f}"
+            gain, mark = scratch.get((target, r["adapt_setting"])), ""
+            if gain is None and r["adapt_setting"] in starts:
+                gain, mark = scratch.get((target, "fresh")), "*"
+            gain_text = "" if gain is None or r["meta_setting"] == SCRATCH else f"{r['mean'] - gain:+.3f}{mark}"
             lines.append(f"| {r['meta_setting']} | {r['adapt_setting']} | {r['mean']:.3f} | {gain_text} | {int(r['count'])} |")
         best = part[part["meta_setting"] != SCRATCH].sort_values("mean", ascending=False).head(1)
         if not best.empty:

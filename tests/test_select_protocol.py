@@ -89,7 +89,9 @@ def test_summary_averages_corpora_then_combinations_and_subtracts_scratch() -> N
                              "adapt_setting": "fresh", "corpus": corpus, "f1": f1, "meta_seconds": 10.0, "meta_iterations": 5})
                 rows.append({"target": "D", "sources": sources, "validation": validation, "meta_setting": "scratch",
                              "adapt_setting": "fresh", "corpus": corpus, "f1": f1 / 2, "meta_seconds": "", "meta_iterations": ""})
+    rows.append({**rows[0], "adapt_setting": "mean", "f1": 0.6375})  # scratch has no mean start: its fresh one (0.1375)
     text = study.summary(pd.DataFrame(rows))
+    assert "| literal | mean | 0.637 | +0.500* | 1 |" in text
     # combination A+B→C: (0.3 + 0.6) / 2 = 0.45; A+C→B: 0.1; mean 0.275; scratch half of it
     assert "| literal | fresh | 0.275 | +0.138 | 2 |" in text
     assert "| scratch | fresh | 0.138 |  | 2 |" in text
