@@ -100,3 +100,22 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     BertModel(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, tiny_corpora, tiny_vectors, monkeypatch: pytest.MonkeyPatch):
+    """A repository-like folder for the stages: every tiny corpus under data/processed, the
+    tiny vectors under data/embeddings; cells run in this process (``HGDA_JOBS=1``) into
+    its own ``cells/``; torch's thread count is restored afterwards."""
+    from hgda_core.data import save_corpus
+
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("HGDA_EXECUTOR", "local")
+    monkeypatch.setenv("HGDA_JOBS", "1")
+    monkeypatch.delenv("HGDA_CELLS", raising=False)
+    for corpora in tiny_corpora.values():
+        for corpus in corpora:
+            save_corpus(corpus, tmp_path / "data" / "processed" / f"{corpus.name}.pkl")
+    tiny_vectors.save(tmp_path / "data" / "embeddings" / "vectors.npz")
+    yield tmp_path
+    torch.set_num_threads(threads)

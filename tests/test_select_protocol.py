@@ -6,9 +6,7 @@ import dataclasses
 
 import pandas as pd
 import pytest
-import torch
 
-from hgda_core.data import save_corpus
 from hgda_core.metatrain import MetaTrainParams
 from studies import select_protocol as study
 from tests.conftest import TINY
@@ -33,15 +31,8 @@ def test_each_combination_leaves_one_target_out() -> None:
 
 
 @pytest.fixture
-def layout(tmp_path, tiny_corpora, tiny_vectors, monkeypatch):
-    threads = torch.get_num_threads()
-    monkeypatch.setenv("HGDA_EXECUTOR", "local")
-    monkeypatch.setenv("HGDA_JOBS", "1")
-    monkeypatch.delenv("HGDA_CELLS", raising=False)
-    for corpora in tiny_corpora.values():
-        for corpus in corpora:
-            save_corpus(corpus, tmp_path / "data" / "processed" / f"{corpus.name}.pkl")
-    tiny_vectors.save(tmp_path / "data" / "embeddings" / "vectors.npz")
+def layout(workspace, tiny_corpora):
+    tmp_path = workspace
     fast = dataclasses.asdict(MetaTrainParams(tasks_per_batch=2, eval_every=2, val_tasks=2))
     params = {
         "shots": [3], "seed": 13, "threads": 1,
@@ -51,8 +42,7 @@ def layout(tmp_path, tiny_corpora, tiny_vectors, monkeypatch):
         "meta": {"held_out": ["Disease"], "methods": ["hgda"], **fast},
         "adapt": {"methods": ["hgda", "scratch"], "repeats": 2, "steps": 2, "default_lr": 0.01, "eval_batch_size": 32},
     }
-    yield tmp_path, params
-    torch.set_num_threads(threads)
+    return tmp_path, params
 
 
 def test_no_cell_reads_its_target_and_scores_are_on_devel(layout) -> None:
