@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import json
 import logging
 import shutil
@@ -31,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from hgda_core.cellstore import CellStore, cell_key, file_digest, files_digest
+from hgda_core.cellstore import CellStore, cell_key, files_digest
 from hgda_core.io import csv_text, write_json, write_text
 
 log = logging.getLogger("hgda_core.grid")
@@ -280,14 +279,10 @@ def read_json_file(path: Path) -> Any:
 def read_rows_file(path: Path) -> list[dict[str, Any]]:
     """Rows of a cell's ``rows.csv``, values as written (strings)."""
     with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(io.StringIO(fh.read())))
+        return list(csv.DictReader(fh))
 
 
 def _copy(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)
 
-
-def checkpoint_digest(path: Path) -> str:
-    """The fingerprint of a starting checkpoint, for an adaptation cell's spec."""
-    return file_digest(path)
